@@ -1,0 +1,219 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a cluster is: its name, size, region, machine type, security group and tags.
+
+Every role (launch, ops, deploy) identifies a cluster by the tag CLUSTER_TAG_KEY=<cluster name> and names
+its security group with security_group_name(); both live here so the roles can never disagree.
+All checks run before anything is created and raise ValidationError naming the input and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Iterable
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ValidationError
+
+CLUSTER_TAG_KEY = "coreos-ec2-cluster"
+MANAGED_BY_TAG = {"managed-by": "coreos_ec2.cluster"}
+SECURITY_GROUP_PREFIX = "coreos-ec2-"
+
+# Flatcar publishes its AMIs from this account under names Flatcar-<channel>-<version>[-arm64]-hvm.
+# https://www.flatcar.org/docs/latest/installing/cloud/aws-ec2/
+FLATCAR_AMI_OWNER = "075585003325"
+FLATCAR_CHANNELS = ("stable", "beta", "alpha", "lts")
+
+DEFAULT_SIZE_MAX = 200
+VOLUME_TYPES = ("gp2", "gp3", "io1", "io2", "st1", "sc1", "standard")
+# Size limits per volume type in GiB, from the EBS volume types page.
+_VOLUME_SIZE_LIMITS = {
+    "gp2": (1, 16384),
+    "gp3": (1, 16384),
+    "io1": (4, 16384),
+    "io2": (4, 65536),
+    "st1": (125, 16384),
+    "sc1": (125, 16384),
+    "standard": (1, 1024),
+}
+# Partitions whose regions are accepted; ISO partitions need special endpoints we do not support.
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+
+# A name that works as an EC2 tag value, inside a security group name, as an etcd member name prefix and in
+# fleet metadata (which splits on ',' and '='): letters, digits and inner hyphens.
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Graviton families carry a 'g' right after the generation digit (c6g, m7gd, r8g, x2gd, im4gn, is4gen, hpc7g);
+# a1 is the first Graviton family. Everything else we launch is x86_64.
+_ARM_FAMILY_RE = re.compile(r"^(?:a1|[a-z]+\d+g[a-z]*)$")
+
+
+def validate_cluster_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("cluster_name is empty: give a name of 1-63 letters, digits and inner hyphens")
+    if not _NAME_RE.match(name):
+        raise ValidationError(
+            f"cluster_name {name!r} is not usable as a tag and security group name: "
+            "allowed are 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+        )
+    return name
+
+
+def validate_cluster_size(size: Any, size_max: int = DEFAULT_SIZE_MAX) -> int:
+    # bool is an int in Python; a YAML 'yes' must not become a one-machine cluster.
+    if isinstance(size, bool) or not isinstance(size, int):
+        if isinstance(size, str) and re.fullmatch(r"[+-]?\d+", size.strip()):
+            size = int(size)
+        else:
+            raise ValidationError(f"cluster_size {size!r} is not an integer: give a whole number from 1 to {size_max}")
+    if size < 1 or size > size_max:
+        raise ValidationError(f"cluster_size {size} is out of range: allowed is 1 to {size_max}")
+    return size
+
+
+def known_regions(partitions: Iterable[str] = PARTITIONS) -> list[str]:
+    """The EC2 regions botocore knows, read from its bundled endpoint data (no network)."""
+    import botocore.session  # imported here so the module's import check does not need boto
+
+    session = botocore.session.get_session()
+    regions: list[str] = []
+    for partition in partitions:
+        regions.extend(session.get_available_regions("ec2", partition_name=partition))
+    return sorted(set(regions))
+
+
+def validate_region(region: Any, regions: Iterable[str] | None = None) -> str:
+    allowed = list(regions) if regions is not None else known_regions()
+    if not isinstance(region, str) or region not in allowed:
+        raise ValidationError(f"region {region!r} is not a known EC2 region; allowed: {', '.join(allowed)}")
+    return region
+
+
+def validate_instance_type(instance_type: Any) -> str:
+    if not isinstance(instance_type, str) or not _INSTANCE_TYPE_RE.match(instance_type):
+        raise ValidationError(
+            f"instance_type {instance_type!r} is not an EC2 instance type: expected <family>.<size>, e.g. c5.large"
+        )
+    return instance_type
+
+
+def instance_architecture(instance_type: str) -> str:
+    """The AMI architecture an instance type needs: 'arm64' for Graviton families, else 'x86_64'."""
+    family = validate_instance_type(instance_type).split(".", 1)[0]
+    return "arm64" if _ARM_FAMILY_RE.match(family) else "x86_64"
+
+
+def validate_channel(channel: Any) -> str:
+    if channel not in FLATCAR_CHANNELS:
+        raise ValidationError(f"channel {channel!r} is not a Flatcar channel; allowed: {', '.join(FLATCAR_CHANNELS)}")
+    return channel
+
+
+def ami_name_pattern(channel: str, architecture: str) -> str:
+    # amd64 images are Flatcar-stable-4230.2.4-hvm, arm64 ones Flatcar-stable-4230.2.4-arm64-hvm; the
+    # architecture filter of DescribeImages then keeps the right one.
+    return f"Flatcar-{validate_channel(channel)}-*"
+
+
+def validate_cidrs(cidrs: Any, option: str = "ssh_allowed_cidrs") -> list[str]:
+    if cidrs is None:
+        return []
+    if isinstance(cidrs, str) or not isinstance(cidrs, (list, tuple)):
+        raise ValidationError(f"{option} must be a list of CIDR blocks such as ['203.0.113.0/24']")
+    result = []
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError as exc:
+            raise ValidationError(f"{option} entry {cidr!r} is not a CIDR block: {exc}") from None
+        result.append(str(network))
+    return result
+
+
+def validate_volume(size: Any, volume_type: Any) -> tuple[int, str]:
+    if volume_type not in VOLUME_TYPES:
+        raise ValidationError(f"ebs_volume_type {volume_type!r} is not an EBS type; allowed: {', '.join(VOLUME_TYPES)}")
+    low, high = _VOLUME_SIZE_LIMITS[volume_type]
+    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+        raise ValidationError(f"ebs_volume_size {size!r} is out of range for {volume_type}: allowed is {low} to {high} GiB")
+    return size, volume_type
+
+
+def security_group_name(cluster_name: str) -> str:
+    return SECURITY_GROUP_PREFIX + cluster_name
+
+
+def cluster_tags(cluster_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    tags = dict(extra or {})
+    tags.update(MANAGED_BY_TAG)
+    tags[CLUSTER_TAG_KEY] = cluster_name
+    return tags
+
+
+def instance_filters(cluster_name: str, states: Iterable[str] = ("pending", "running", "stopping", "stopped")) -> dict[str, Any]:
+    """DescribeInstances filters selecting one cluster's live machines (by tag, never by name or group)."""
+    return {f"tag:{CLUSTER_TAG_KEY}": cluster_name, "instance-state-name": list(states)}
+
+
+def security_group_rules(group_name: str, ssh_cidrs: list[str]) -> list[dict[str, Any]]:
+    """Ingress rules: SSH from the given CIDRs only; cluster traffic only from the group itself.
+
+    Ports: etcd clients 2379 and peers 2380 (plus the legacy 4001/7001 that old CoreOS etcd2 also listens on),
+    flannel's udp backend 8285/udp and vxlan 8472/udp. fleet talks through etcd, so it needs no port of its own.
+    """
+    rules: list[dict[str, Any]] = [
+        {"proto": "tcp", "ports": ["22"], "cidr_ip": cidr, "rule_desc": "SSH"} for cidr in ssh_cidrs if ":" not in cidr
+    ]
+    rules += [{"proto": "tcp", "ports": ["22"], "cidr_ipv6": cidr, "rule_desc": "SSH"} for cidr in ssh_cidrs if ":" in cidr]
+    rules += [
+        {"proto": "tcp", "ports": ["2379-2380"], "group_name": group_name, "rule_desc": "etcd clients and peers"},
+        {"proto": "tcp", "ports": ["4001", "7001"], "group_name": group_name, "rule_desc": "etcd legacy ports"},
+        {"proto": "udp", "ports": ["8285"], "group_name": group_name, "rule_desc": "flannel udp backend"},
+        {"proto": "udp", "ports": ["8472"], "group_name": group_name, "rule_desc": "flannel vxlan backend"},
+    ]
+    return rules
+
+
+def cluster_spec(
+    cluster_name: Any,
+    cluster_size: Any,
+    region: Any,
+    instance_type: Any,
+    channel: Any = "stable",
+    ssh_allowed_cidrs: Any = None,
+    ebs_volume_size: Any = 100,
+    ebs_volume_type: Any = "gp2",
+    size_max: int = DEFAULT_SIZE_MAX,
+    regions: Iterable[str] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Validate every input of a launch and derive the names, tags, filters and rules the roles use."""
+    name = validate_cluster_name(cluster_name)
+    size = validate_cluster_size(cluster_size, size_max)
+    region = validate_region(region, regions)
+    architecture = instance_architecture(instance_type)
+    cidrs = validate_cidrs(ssh_allowed_cidrs)
+    volume_size, volume_type = validate_volume(ebs_volume_size, ebs_volume_type)
+    group = security_group_name(name)
+    for key in extra_tags or {}:
+        if key.lower().startswith("aws:") or key in (CLUSTER_TAG_KEY, "Name"):
+            raise ValidationError(f"extra_tags key {key!r} is reserved; choose another key")
+    return {
+        "name": name,
+        "size": size,
+        "region": region,
+        "instance_type": instance_type,
+        "architecture": architecture,
+        "channel": validate_channel(channel),
+        "ami_owner": FLATCAR_AMI_OWNER,
+        "ami_name_pattern": ami_name_pattern(channel, architecture),
+        "tag_key": CLUSTER_TAG_KEY,
+        "tags": cluster_tags(name, extra_tags),
+        "instance_filters": instance_filters(name),
+        "security_group_name": group,
+        "security_group_rules": security_group_rules(group, cidrs),
+        "ssh_allowed_cidrs": cidrs,
+        "ebs_volume_size": volume_size,
+        "ebs_volume_type": volume_type,
+    }
+

@@ -1,0 +1,155 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Start, health-check and stop the sandbox's local daemons (the EC2 emulator and the discovery etcd).
+
+Each daemon keeps `<name>.pid` and `<name>.log` in one state directory. A daemon counts as ours only when
+the pid file names a live process whose command line still matches, so a recycled pid is never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, Mapping, Sequence
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """True when `url` answers HTTP 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback health URL
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def paths(state_dir: str, name: str) -> tuple[str, str]:
+    return os.path.join(state_dir, f"{name}.pid"), os.path.join(state_dir, f"{name}.log")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def managed_pid(state_dir: str, name: str, command: Sequence[str]) -> int | None:
+    """The pid from the pid file when that process is alive and runs `command`, else None."""
+    pid_file, _ = paths(state_dir, name)
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    args = _cmdline(pid)
+    # Compare the arguments rather than argv[0] alone: a venv python may be shown by another path.
+    if args and (args == list(command) or args[1:] == list(command[1:])):
+        return pid
+    return None
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    state_dir: str,
+    health_url: str,
+    env: Mapping[str, str] | None = None,
+    wait_timeout: float = 30.0,
+    check_mode: bool = False,
+    is_healthy: Callable[[str], bool] = healthy,
+) -> dict:
+    """Make sure the daemon runs and answers on health_url; start it when it does not."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    pid = managed_pid(state_dir, name, command)
+    if is_healthy(health_url):
+        return {"changed": False, "pid": pid, "managed": pid is not None}
+    if pid is not None:
+        # Running but not answering: stop it so the restart below starts from a clean slate.
+        if check_mode:
+            return {"changed": True, "pid": pid, "managed": True}
+        _terminate(pid)
+    if check_mode:
+        return {"changed": True, "pid": None, "managed": True}
+    pid_file, log_file = paths(state_dir, name)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with open(log_file, "ab") as log, open(os.devnull, "rb") as devnull:
+        # A new session detaches the daemon from the module process, which exits right after.
+        proc = subprocess.Popen(  # noqa: S603 - command comes from the role, not from remote input
+            list(command), stdin=devnull, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+            start_new_session=True, close_fds=True, cwd=state_dir,
+        )
+    with open(pid_file, "w") as f:
+        f.write(f"{proc.pid}\n")
+    deadline = time.monotonic() + wait_timeout
+    while time.monotonic() < deadline:
+        if is_healthy(health_url):
+            return {"changed": True, "pid": proc.pid, "managed": True}
+        if proc.poll() is not None:
+            raise ClusterError(
+                f"Sandbox {name} exited with code {proc.returncode} right after start; see {log_file}: {_tail(log_file)}"
+            )
+        time.sleep(0.1)
+    _terminate(proc.pid)
+    raise ClusterError(f"Sandbox {name} did not answer on {health_url} within {wait_timeout:g}s; see {log_file}")
+
+
+def stop(name: str, command: Sequence[str], state_dir: str, check_mode: bool = False) -> dict:
+    pid = managed_pid(state_dir, name, command)
+    pid_file, _ = paths(state_dir, name)
+    if pid is None:
+        if os.path.exists(pid_file) and not check_mode:
+            os.unlink(pid_file)  # stale: its process is gone or is someone else's now
+        return {"changed": False, "pid": None, "managed": False}
+    if not check_mode:
+        _terminate(pid)
+        os.unlink(pid_file)
+    return {"changed": True, "pid": pid, "managed": True}
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child (tests start and stop in one process), then ask the kernel.
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _tail(path: str, limit: int = 600) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""

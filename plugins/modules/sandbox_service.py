@@ -1,0 +1,127 @@
+#!/usr/bin/python
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sandbox_service
+short_description: Run a local daemon of the sandbox with a pid file, a log file and a health check
+version_added: 0.1.0
+description:
+  - Starts a daemon (the EC2 API emulator or the discovery etcd of the local sandbox) detached from Ansible,
+    records its pid in C(<state_dir>/<name>.pid) and its output in C(<state_dir>/<name>.log), and waits until it
+    answers on O(health_url).
+  - Idempotent. A daemon that already answers on O(health_url) is left alone. Stopping kills only the process
+    the pid file names, and only while that process still runs O(command), so a recycled pid is never killed.
+author:
+  - coreos_ec2.cluster maintainers
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the daemon would be started or stopped without doing it.
+  diff_mode:
+    support: full
+    description: Shows the daemon's state before and after.
+  platform:
+    platforms: posix
+    description: Runs on the controller; the daemons run there too.
+options:
+  name:
+    description: Name of the daemon; names its pid and log files.
+    type: str
+    required: true
+  command:
+    description: The command line that starts the daemon in the foreground.
+    type: list
+    elements: str
+    required: true
+  state:
+    description: Whether the daemon should run.
+    type: str
+    choices: [started, stopped]
+    default: started
+  state_dir:
+    description: Directory for the pid and log files; created with mode 0700.
+    type: path
+    required: true
+  health_url:
+    description: URL that answers HTTP 2xx once the daemon is ready.
+    type: str
+    required: true
+  env:
+    description: Extra environment variables for the daemon.
+    type: dict
+    default: {}
+  wait_timeout:
+    description: Seconds to wait for O(health_url) to answer after a start.
+    type: int
+    default: 30
+"""
+
+EXAMPLES = r"""
+- name: Run the discovery etcd of the sandbox
+  coreos_ec2.cluster.sandbox_service:
+    name: etcd
+    command: [/usr/bin/etcd, --enable-v2, --data-dir, /var/tmp/sandbox/etcd]
+    state_dir: /var/tmp/sandbox
+    health_url: http://127.0.0.1:2379/version
+"""
+
+RETURN = r"""
+pid:
+  description: Pid of the daemon this module manages, or null when it was stopped or is not managed here.
+  returned: always
+  type: int
+  sample: 4242
+managed:
+  description: Whether the running daemon was started by this module (a daemon somebody else started on the same port is used but never stopped).
+  returned: always
+  type: bool
+  sample: true
+log_file:
+  description: Path of the daemon's log file.
+  returned: always
+  type: str
+  sample: /var/tmp/sandbox/etcd.log
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _sandbox
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            command=dict(type="list", elements="str", required=True),
+            state=dict(type="str", choices=["started", "stopped"], default="started"),
+            state_dir=dict(type="path", required=True),
+            health_url=dict(type="str", required=True),
+            env=dict(type="dict", default={}),
+            wait_timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        if p["state"] == "started":
+            result = _sandbox.start(
+                p["name"], p["command"], p["state_dir"], p["health_url"], env=p["env"],
+                wait_timeout=p["wait_timeout"], check_mode=module.check_mode,
+            )
+        else:
+            result = _sandbox.stop(p["name"], p["command"], p["state_dir"], check_mode=module.check_mode)
+    except ClusterError as exc:
+        module.fail_json(msg=exc.msg)
+    running_after = p["state"] == "started"
+    running_before = running_after != result["changed"]
+    result["log_file"] = _sandbox.paths(p["state_dir"], p["name"])[1]
+    result["diff"] = {"before": {"running": running_before}, "after": {"running": running_after}}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
