@@ -217,3 +217,29 @@ def cluster_spec(
         "ebs_volume_type": volume_type,
     }
 
+
+
+def instance_row(instance: dict[str, Any], data_device: str = "/dev/sdb") -> dict[str, Any]:
+    """One machine as the roles report it, from an ec2_instance(_info) result in Ansible's snake_case."""
+    volume: dict[str, Any] = {}
+    for mapping in instance.get("block_device_mappings") or []:
+        if mapping.get("device_name") == data_device:
+            volume = mapping.get("ebs") or {}
+    return {
+        "id": instance.get("instance_id", ""),
+        "state": (instance.get("state") or {}).get("name", ""),
+        "instance_type": instance.get("instance_type", ""),
+        "availability_zone": (instance.get("placement") or {}).get("availability_zone", ""),
+        "private_ip": instance.get("private_ip_address") or "",
+        "public_ip": instance.get("public_ip_address") or "",
+        "public_dns_name": instance.get("public_dns_name") or "",
+        "launch_time": str(instance.get("launch_time") or ""),
+        "volume_id": volume.get("volume_id", ""),
+        "volume_status": volume.get("status", ""),
+    }
+
+
+def instance_rows(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for many machines, oldest first (launch order is how scale picks the newest)."""
+    rows = [instance_row(i) for i in instances]
+    return sorted(rows, key=lambda r: (r["launch_time"], r["id"]))

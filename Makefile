@@ -1,0 +1,55 @@
+# coreos_ec2.cluster: `make demo` tries it out on the local sandbox, `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export COREOS_EC2_SANDBOX_DIR ?= $(CURDIR)/.sandbox
+PLAYBOOK := $(BIN)/ansible-playbook
+DEMO_VARS := -e cluster_name=demo -e cluster_size=3 -e instance_type=c4.large -e key_name=coreos-sandbox \
+	-e cloud_config=./config/cloud-config.example -e '{"ssh_allowed_cidrs": ["127.0.0.1/32"]}'
+
+.PHONY: setup setup-runtime demo test unit sanity lint integration bench sandbox sandbox-stop clean
+
+setup:
+	tools/setup.sh dev
+
+setup-runtime:
+	tools/setup.sh runtime
+
+demo: setup-runtime
+	$(PLAYBOOK) playbooks/launch.yml $(DEMO_VARS)
+	@echo
+	@echo "The demo cluster runs in the local sandbox (state in $(COREOS_EC2_SANDBOX_DIR))."
+	@echo "Clean up: make sandbox-stop    (stops the EC2 emulator and the discovery etcd; the emulator forgets the cluster)"
+	@echo "          rm -rf $(COREOS_EC2_SANDBOX_DIR)    (also removes the sandbox key pair and discovery data)"
+
+sandbox: setup-runtime
+	$(PLAYBOOK) playbooks/sandbox.yml
+
+sandbox-stop:
+	@if [ -x $(PLAYBOOK) ]; then $(PLAYBOOK) playbooks/sandbox.yml -e sandbox_state=stopped; fi
+
+test: setup
+	$(MAKE) unit
+	$(MAKE) sanity
+	$(MAKE) lint
+	$(MAKE) integration
+
+unit:
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+sanity:
+	tools/sanity.sh
+
+lint:
+	tools/lint.sh
+
+integration:
+	$(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+bench: setup
+	$(BIN)/python tools/bench.py
+
+clean: sandbox-stop
+	rm -rf .build .sandbox tests/output .ansible

@@ -1,0 +1,116 @@
+"""The launch path end to end: real ansible-playbook runs against the sandbox, checked with boto3 and etcd."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import threading
+
+import pytest
+
+from etcd_procs import start_members  # noqa: F401 - used by the token test below
+from harness import (REPO, TAG, cluster_instances, discovery_url_of, free_port, run_playbook, sandbox,  # noqa: F401
+                     user_data, world)
+from ec2_proxy import EC2Proxy, Fault
+
+pytestmark = pytest.mark.integration
+
+
+def launch_vars(sb, name, **extra):
+    v = sb.vars(cluster_name=name, cluster_size=3, instance_type="c4.large", key_name="coreos-sandbox",
+                cloud_config="./config/cloud-config.example", ssh_allowed_cidrs=["203.0.113.0/24"])
+    v.update(extra)
+    return v
+
+
+@pytest.fixture(scope="module")
+def launched(sandbox):
+    """One 3-machine cluster launched once; several tests look at it."""
+    run = run_playbook("launch.yml", launch_vars(sandbox, "it-main"))
+    assert run.rc == 0, run.out[-6000:]
+    return run
+
+
+def test_first_line_names_the_target(launched):
+    first = next(line for line in launched.out.splitlines() if line.strip())
+    assert "on target sandbox" in first, first
+
+
+def test_machines_are_tagged_running_and_configured(sandbox, launched):
+    ec2 = sandbox.client()
+    machines = cluster_instances(ec2, "it-main")
+    assert len(machines) == 3
+    assert {m["State"]["Name"] for m in machines} == {"running"}
+    assert {m["InstanceType"] for m in machines} == {"c4.large"}
+    assert {m["KeyName"] for m in machines} == {"coreos-sandbox"}
+    assert {m["MetadataOptions"]["HttpTokens"] for m in machines} == {"required"}
+    # The newest stable amd64 Flatcar image of the sandbox catalogue, found by owner and name as on AWS.
+    image = ec2.describe_images(ImageIds=[machines[0]["ImageId"]])["Images"][0]
+    assert image["Name"] == "Flatcar-stable-4230.2.4-hvm" and image["OwnerId"] == "075585003325"
+    for m in machines:
+        tags = {t["Key"]: t["Value"] for t in m["Tags"]}
+        assert tags[TAG] == "it-main" and tags["Name"] == "it-main"
+    assert "ec2-" in launched.out  # the summary prints public DNS names
+
+
+def test_each_machine_has_its_encrypted_data_volume(sandbox, launched):
+    ec2 = sandbox.client()
+    machines = cluster_instances(ec2, "it-main")
+    for m in machines:
+        sdb = [b for b in m["BlockDeviceMappings"] if b["DeviceName"] == "/dev/sdb"]
+        assert len(sdb) == 1 and sdb[0]["Ebs"]["DeleteOnTermination"] is True
+        vol = ec2.describe_volumes(VolumeIds=[sdb[0]["Ebs"]["VolumeId"]])["Volumes"][0]
+        assert (vol["Size"], vol["VolumeType"], vol["Encrypted"]) == (100, "gp2", True)
+
+
+def test_security_group_admits_ssh_only_from_the_given_cidr(sandbox, launched):
+    ec2 = sandbox.client()
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["coreos-ec2-it-main"]}])
+    (group,) = groups["SecurityGroups"]
+    assert {t["Key"]: t["Value"] for t in group["Tags"]}[TAG] == "it-main"
+    rules = {(p["IpProtocol"], p.get("FromPort"), p.get("ToPort")): p for p in group["IpPermissions"]}
+    ssh = rules[("tcp", 22, 22)]
+    assert [r["CidrIp"] for r in ssh["IpRanges"]] == ["203.0.113.0/24"] and not ssh["UserIdGroupPairs"]
+    for key in [("tcp", 2379, 2380), ("udp", 8285, 8285), ("udp", 8472, 8472)]:
+        rule = rules[key]
+        assert not rule["IpRanges"], f"{key} must not be open to any CIDR"
+        assert [g["GroupId"] for g in rule["UserIdGroupPairs"]] == [group["GroupId"]]
+    members = {g["GroupId"] for m in cluster_instances(ec2, "it-main") for g in m["SecurityGroups"]}
+    assert members == {group["GroupId"]}
+
+
+def test_user_data_carries_a_fresh_token_of_the_cluster_size(sandbox, launched):
+    ec2 = sandbox.client()
+    texts = {user_data(ec2, m["InstanceId"]) for m in cluster_instances(ec2, "it-main")}
+    assert len(texts) == 1, "every machine gets the same cloud-config"
+    text = texts.pop()
+    assert text.startswith("#cloud-config")
+    assert "/media/ebs" in text and "10.1.0.0/16" in text
+    url = discovery_url_of(text)
+    assert url.startswith(sandbox.etcd_url + "/v2/keys/_etcd/registry/")
+    key = url.split("/v2/keys", 1)[1]
+    size = sandbox.etcd_get(key + "/_config/size")
+    assert size and size["node"]["value"] == "3"
+    # The discovery URL is a secret: it must not be printed.
+    assert url not in launched.out
+
+
+def test_rerun_changes_nothing_and_reuses_the_token(sandbox, launched):
+    ec2 = sandbox.client()
+    before = sorted(m["InstanceId"] for m in cluster_instances(ec2, "it-main"))
+    url_before = discovery_url_of(user_data(ec2, before[0]))
+    for args in ([], ["--check"]):
+        run = run_playbook("launch.yml", launch_vars(sandbox, "it-main"), *args)
+        assert run.rc == 0, run.out[-6000:]
+        assert run.recap["changed"] == 0, run.out[-6000:]
+    after = sorted(m["InstanceId"] for m in cluster_instances(ec2, "it-main"))
+    assert after == before
+    assert discovery_url_of(user_data(ec2, after[0])) == url_before
+
+
+def test_launched_token_forms_a_real_etcd_cluster(sandbox, launched, tmp_path):
+    """Three real etcd members started with the cluster's discovery URL find each other through it."""
+    ec2 = sandbox.client()
+    url = discovery_url_of(user_data(ec2, cluster_instances(ec2, "it-main")[0]["InstanceId"]))
+    with start_members(url, ["m1", "m2", "m3"], str(tmp_path), timeout=30) as members:
+        assert len(members.member_list()) == 3
