@@ -38,6 +38,7 @@ class _State:
     target: tuple[str, int]
     faults: list[Fault] = field(default_factory=list)
     counts: collections.Counter = field(default_factory=collections.Counter)
+    sequence: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,9 +67,14 @@ class EC2Proxy:
         with self.state.lock:
             return dict(self.state.counts)
 
+    def sequence(self) -> list[str]:
+        with self.state.lock:
+            return list(self.state.sequence)
+
     def reset_counts(self) -> None:
         with self.state.lock:
             self.state.counts.clear()
+            self.state.sequence.clear()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -93,6 +99,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.state.lock:
             if action:
                 self.state.counts[action] += 1
+                self.state.sequence.append(action)
                 for f in self.state.faults:
                     armed = f.after is None or self.state.counts.get(f.after, 0) > 0
                     if f.action == action and armed and f.hits < f.times:
