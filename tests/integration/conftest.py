@@ -18,3 +18,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "integration: starts real processes (etcd, moto, ansible-playbook) on loopback; slower"
     )
+
+
+# One private sandbox for the whole session, shared by every test module that asks for it.
+from harness import sandbox  # noqa: E402,F401

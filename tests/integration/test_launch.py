@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
-import re
-import threading
-
 import pytest
 
-from etcd_procs import start_members  # noqa: F401 - used by the token test below
-from harness import (REPO, TAG, cluster_instances, discovery_url_of, free_port, run_playbook, sandbox,  # noqa: F401
-                     user_data, world)
-from ec2_proxy import EC2Proxy, Fault
+from etcd_procs import start_members
+from harness import TAG, cluster_instances, discovery_url_of, run_playbook, user_data
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from ec2_proxy import EC2Proxy, Fault
-from harness import cluster_instances, free_port, run_playbook, sandbox, world  # noqa: F401
+from harness import cluster_instances, free_port, run_playbook, world
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _cluster as c
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ValidationError
+
+REGIONS = ["us-east-1", "eu-west-1", "cn-north-1"]
+
+
+@pytest.mark.parametrize("name", ["p-1", "demo", "A", "a" * 63, "prod-eu-2"])
+def test_good_cluster_names(name):
+    assert c.validate_cluster_name(name) == name
+
+
+@pytest.mark.parametrize("name,message", [
+    ("", "cluster_name is empty"),
+    ("   ", "cluster_name is empty"),
+    (None, "cluster_name is empty"),
+    ("p_1", "not usable"),
+    ("-p", "not usable"),
+    ("p-", "not usable"),
+    ("p 1", "not usable"),
+    ("a" * 64, "not usable"),
+    ("p,1", "not usable"),
+    ("p=1", "not usable"),
+])
+def test_bad_cluster_names(name, message):
+    with pytest.raises(ValidationError, match=message):
+        c.validate_cluster_name(name)
+
+
+@pytest.mark.parametrize("size,expected", [(1, 1), (3, 3), ("5", 5), (" 7 ", 7), (200, 200)])
+def test_good_sizes(size, expected):
+    assert c.validate_cluster_size(size) == expected
+
+
+@pytest.mark.parametrize("size,message", [
+    (0, "cluster_size 0 is out of range: allowed is 1 to 200"),
+    (-1, "cluster_size -1 is out of range"),
+    ("-3", "cluster_size -3 is out of range"),
+    (201, "out of range"),
+    ("three", "'three' is not an integer"),
+    (2.5, "2.5 is not an integer"),
+    (True, "True is not an integer"),
+    (None, "None is not an integer"),
+])
+def test_bad_sizes(size, message):
+    with pytest.raises(ValidationError, match=message):
+        c.validate_cluster_size(size)
+
+
+def test_size_cap_is_configurable():
+    assert c.validate_cluster_size(300, size_max=500) == 300
+    with pytest.raises(ValidationError, match="allowed is 1 to 2"):
+        c.validate_cluster_size(3, size_max=2)
+
+
+def test_known_regions_come_from_botocore():
+    regions = c.known_regions()
+    assert {"us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"} <= set(regions)
+    assert not any(r.startswith("us-iso") for r in regions)
+
+
+@pytest.mark.parametrize("region", ["mars-east-1", "US-EAST-1", "", None, "us-east-1 "])
+def test_unknown_region_lists_the_allowed(region):
+    with pytest.raises(ValidationError, match="not a known EC2 region; allowed: us-east-1, eu-west-1, cn-north-1"):
+        c.validate_region(region, REGIONS)
+
+
+@pytest.mark.parametrize("instance_type,arch", [
+    ("c4.large", "x86_64"), ("t3.medium", "x86_64"), ("m5zn.xlarge", "x86_64"), ("g5.xlarge", "x86_64"),
+    ("a1.large", "arm64"), ("c6g.large", "arm64"), ("m7gd.2xlarge", "arm64"), ("t4g.nano", "arm64"),
+    ("x2gd.medium", "arm64"), ("im4gn.large", "arm64"), ("g5g.xlarge", "arm64"), ("r8g.large", "arm64"),
+    ("u-6tb1.metal", "x86_64"),
+])
+def test_architecture_by_instance_type(instance_type, arch):
+    assert c.instance_architecture(instance_type) == arch
+
+
+@pytest.mark.parametrize("instance_type", ["", "c4", "C4.LARGE", "c4.large;rm", None])
+def test_bad_instance_types(instance_type):
+    with pytest.raises(ValidationError, match="is not an EC2 instance type"):
+        c.instance_architecture(instance_type)
+
+
+@pytest.mark.parametrize("cidrs,expected", [
+    (None, []), ([], []), (["10.0.0.0/8"], ["10.0.0.0/8"]), (["203.0.113.7/32", "2001:db8::/32"], ["203.0.113.7/32", "2001:db8::/32"]),
+])
+def test_good_cidrs(cidrs, expected):
+    assert c.validate_cidrs(cidrs) == expected
+
+
+@pytest.mark.parametrize("cidrs,message", [
+    ("10.0.0.0/8", "must be a list"),
+    (["10.0.0.1/8"], "has host bits set"),
+    (["nope"], "'nope' is not a CIDR block"),
+])
+def test_bad_cidrs(cidrs, message):
+    with pytest.raises(ValidationError, match=message):
+        c.validate_cidrs(cidrs)
+
+
+@pytest.mark.parametrize("size,vtype,message", [
+    (0, "gp2", "out of range for gp2: allowed is 1 to 16384"),
+    (100, "st1", "out of range for st1: allowed is 125"),
+    (100, "magnetic", "not an EBS type"),
+    (True, "gp3", "out of range"),
+])
+def test_bad_volumes(size, vtype, message):
+    with pytest.raises(ValidationError, match=message):
+        c.validate_volume(size, vtype)
+
+
+def test_security_group_rules_open_ssh_only_to_the_given_cidrs():
+    rules = c.security_group_rules("coreos-ec2-p-1", ["203.0.113.0/24", "2001:db8::/32"])
+    ssh = [r for r in rules if r["ports"] == ["22"]]
+    assert [r.get("cidr_ip") or r.get("cidr_ipv6") for r in ssh] == ["203.0.113.0/24", "2001:db8::/32"]
+    others = [r for r in rules if r["ports"] != ["22"]]
+    assert others and all(r["group_name"] == "coreos-ec2-p-1" and "cidr_ip" not in r for r in others)
+    assert {(r["proto"], tuple(r["ports"])) for r in others} == {
+        ("tcp", ("2379-2380",)), ("tcp", ("4001", "7001")), ("udp", ("8285",)), ("udp", ("8472",))}
+
+
+def test_no_ssh_rule_without_cidrs():
+    assert not [r for r in c.security_group_rules("g", []) if r["ports"] == ["22"]]
+
+
+def test_cluster_spec_derives_names_tags_and_filters():
+    spec = c.cluster_spec("p-1", "2", "us-east-1", "c6g.large", ssh_allowed_cidrs=["10.0.0.0/8"], regions=REGIONS,
+                          extra_tags={"team": "infra"})
+    assert spec["size"] == 2 and spec["architecture"] == "arm64"
+    assert spec["security_group_name"] == "coreos-ec2-p-1"
+    assert spec["tags"] == {"team": "infra", "managed-by": "coreos_ec2.cluster", "coreos-ec2-cluster": "p-1"}
+    assert spec["instance_filters"] == {"tag:coreos-ec2-cluster": "p-1",
+                                        "instance-state-name": ["pending", "running", "stopping", "stopped"]}
+    assert spec["ami_owner"] == "075585003325" and spec["ami_name_pattern"] == "Flatcar-stable-*"
+
+
+@pytest.mark.parametrize("key", ["aws:foo", "AWS:x", "coreos-ec2-cluster", "Name"])
+def test_reserved_tags_are_refused(key):
+    with pytest.raises(ValidationError, match=f"extra_tags key '{key}' is reserved"):
+        c.cluster_spec("p-1", 1, "us-east-1", "c4.large", regions=REGIONS, extra_tags={key: "v"})
+
+
+def test_bad_channel():
+    with pytest.raises(ValidationError, match="not a Flatcar channel; allowed: stable, beta, alpha, lts"):
+        c.cluster_spec("p-1", 1, "us-east-1", "c4.large", channel="edge", regions=REGIONS)
+
+
+# Captured from ec2_instance_info against the emulator (trimmed to the keys the row uses).
+INSTANCES = [
+    {"instance_id": "i-2", "state": {"name": "running"}, "instance_type": "c4.large",
+     "placement": {"availability_zone": "us-east-1a"}, "private_ip_address": "10.0.0.2",
+     "public_ip_address": "54.1.1.2", "public_dns_name": "ec2-54-1-1-2.compute-1.amazonaws.com",
+     "launch_time": "2026-11-25T11:00:01+00:00",
+     "block_device_mappings": [
+         {"device_name": "/dev/xvda", "ebs": {"volume_id": "vol-root", "status": "attached"}},
+         {"device_name": "/dev/sdb", "ebs": {"volume_id": "vol-data2", "status": "attached"}}]},
+    {"instance_id": "i-1", "state": {"name": "pending"}, "instance_type": "c4.large",
+     "placement": {"availability_zone": "us-east-1b"}, "private_ip_address": "10.0.0.1",
+     "launch_time": "2026-11-25T11:00:00+00:00", "block_device_mappings": []},
+]
+
+
+def test_instance_rows_are_flat_and_oldest_first():
+    rows = c.instance_rows(INSTANCES)
+    assert [r["id"] for r in rows] == ["i-1", "i-2"]
+    assert rows[1] == {
+        "id": "i-2", "state": "running", "instance_type": "c4.large", "availability_zone": "us-east-1a",
+        "private_ip": "10.0.0.2", "public_ip": "54.1.1.2", "public_dns_name": "ec2-54-1-1-2.compute-1.amazonaws.com",
+        "launch_time": "2026-11-25T11:00:01+00:00", "volume_id": "vol-data2", "volume_status": "attached"}
+    assert rows[0]["public_dns_name"] == "" and rows[0]["volume_id"] == ""
