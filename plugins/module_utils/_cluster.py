@@ -25,6 +25,9 @@ FLATCAR_AMI_OWNER = "075585003325"
 FLATCAR_CHANNELS = ("stable", "beta", "alpha", "lts")
 
 DEFAULT_SIZE_MAX = 200
+# etcd wants a small odd number of voting members (its FAQ recommends at most 7); the discovery token is sized
+# for min(cluster size, this), and the machines beyond it join as proxies, which v2 discovery does by itself.
+DEFAULT_ETCD_MEMBERS_MAX = 5
 VOLUME_TYPES = ("gp2", "gp3", "io1", "io2", "st1", "sc1", "standard")
 # Size limits per volume type in GiB, from the EBS volume types page.
 _VOLUME_SIZE_LIMITS = {
@@ -186,6 +189,7 @@ def cluster_spec(
     size_max: int = DEFAULT_SIZE_MAX,
     regions: Iterable[str] | None = None,
     extra_tags: dict[str, str] | None = None,
+    etcd_members_max: Any = DEFAULT_ETCD_MEMBERS_MAX,
 ) -> dict[str, Any]:
     """Validate every input of a launch and derive the names, tags, filters and rules the roles use."""
     name = validate_cluster_name(cluster_name)
@@ -195,12 +199,15 @@ def cluster_spec(
     cidrs = validate_cidrs(ssh_allowed_cidrs)
     volume_size, volume_type = validate_volume(ebs_volume_size, ebs_volume_type)
     group = security_group_name(name)
+    if isinstance(etcd_members_max, bool) or not isinstance(etcd_members_max, int) or not 1 <= etcd_members_max <= 9:
+        raise ValidationError(f"etcd_members_max {etcd_members_max!r} is out of range: allowed is 1 to 9")
     for key in extra_tags or {}:
         if key.lower().startswith("aws:") or key in (CLUSTER_TAG_KEY, "Name"):
             raise ValidationError(f"extra_tags key {key!r} is reserved; choose another key")
     return {
         "name": name,
         "size": size,
+        "etcd_size": min(size, etcd_members_max),
         "region": region,
         "instance_type": instance_type,
         "architecture": architecture,
@@ -216,7 +223,6 @@ def cluster_spec(
         "ebs_volume_size": volume_size,
         "ebs_volume_type": volume_type,
     }
-
 
 
 def instance_row(instance: dict[str, Any], data_device: str = "/dev/sdb") -> dict[str, Any]:

@@ -8,13 +8,14 @@ the pid file names a live process whose command line still matches, so a recycle
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from typing import Callable, Mapping, Sequence
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
@@ -22,9 +23,10 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """True when `url` answers HTTP 2xx."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback health URL
+        with open_url(url, timeout=timeout, use_proxy=False) as resp:
             return 200 <= resp.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
+        # Refused, HTTP error, timeout, garbled answer: not healthy (yet).
         return False
 
 
@@ -42,7 +44,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def managed_pid(state_dir: str, name: str, command: Sequence[str]) -> int | None:
     """The pid from the pid file when that process is alive and runs `command`, else None."""
-    pid_file, _ = paths(state_dir, name)
+    pid_file = paths(state_dir, name)[0]
     try:
         with open(pid_file) as f:
             pid = int(f.read().strip())
@@ -103,7 +105,7 @@ def start(
 
 def stop(name: str, command: Sequence[str], state_dir: str, check_mode: bool = False) -> dict:
     pid = managed_pid(state_dir, name, command)
-    pid_file, _ = paths(state_dir, name)
+    pid_file = paths(state_dir, name)[0]
     if pid is None:
         if os.path.exists(pid_file) and not check_mode:
             os.unlink(pid_file)  # stale: its process is gone or is someone else's now

@@ -16,7 +16,7 @@ description:
     architecture the instance type needs.
   - Runs on the controller and changes nothing.
 author:
-  - coreos_ec2.cluster maintainers
+  - coreos_ec2.cluster maintainers (@coreos-ec2)
 attributes:
   check_mode:
     support: full
@@ -25,6 +25,7 @@ attributes:
     support: none
     description: Changes nothing, so there is no diff.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller.
 options:
@@ -40,6 +41,12 @@ options:
     description: The largest cluster this module accepts, a guard against typos.
     type: int
     default: 200
+  etcd_members_max:
+    description:
+      - Most etcd members the cluster bootstraps with; the discovery token is sized min(O(cluster_size), this).
+      - Machines beyond it join etcd as proxies. From 1 to 9; etcd recommends an odd number.
+    type: int
+    default: 5
   region:
     description: EC2 region; must be one botocore knows in the aws, aws-cn or aws-us-gov partitions.
     type: str
@@ -91,6 +98,7 @@ spec:
   sample:
     name: p-1
     size: 3
+    etcd_size: 3
     region: us-east-1
     instance_type: c5.large
     architecture: x86_64
@@ -120,6 +128,7 @@ def main() -> None:
             cluster_name=dict(type="str", required=True),
             cluster_size=dict(type="raw", required=True),
             cluster_size_max=dict(type="int", default=200),
+            etcd_members_max=dict(type="int", default=5),
             region=dict(type="str", required=True),
             instance_type=dict(type="str", required=True),
             channel=dict(type="str", default="stable", choices=["stable", "beta", "alpha", "lts"]),
@@ -143,6 +152,7 @@ def main() -> None:
             ebs_volume_type=p["ebs_volume_type"],
             size_max=p["cluster_size_max"],
             extra_tags=p["extra_tags"],
+            etcd_members_max=p["etcd_members_max"],
         )
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)

@@ -15,7 +15,7 @@ description:
   - Idempotent. A daemon that already answers on O(health_url) is left alone. Stopping kills only the process
     the pid file names, and only while that process still runs O(command), so a recycled pid is never killed.
 author:
-  - coreos_ec2.cluster maintainers
+  - coreos_ec2.cluster maintainers (@coreos-ec2)
 attributes:
   check_mode:
     support: full
@@ -24,6 +24,7 @@ attributes:
     support: full
     description: Shows the daemon's state before and after.
   platform:
+    support: full
     platforms: posix
     description: Runs on the controller; the daemons run there too.
 options:

@@ -7,6 +7,8 @@ helpers such as etcd_procs.py sit beside the tests and are imported by their pla
 import os
 import sys
 
+import pytest
+
 _HERE = os.path.abspath(os.path.dirname(__file__))
 _COLLECTIONS = os.path.abspath(os.path.join(_HERE, "..", "..", ".build", "collections"))
 for _path in (_COLLECTIONS, _HERE):
@@ -21,4 +23,15 @@ def pytest_configure(config):
 
 
 # One private sandbox for the whole session, shared by every test module that asks for it.
-from harness import sandbox  # noqa: E402,F401
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    from harness import Sandbox, free_port, run_playbook  # importable once sys.path is set above
+
+    sb = Sandbox(str(tmp_path_factory.mktemp("sandbox")), free_port(), free_port(), free_port())
+    run = run_playbook("sandbox.yml", sb.vars())
+    assert run.rc == 0, run.out[-4000:]
+    try:
+        yield sb
+    finally:
+        stop = run_playbook("sandbox.yml", sb.vars(sandbox_state="stopped"))
+        assert stop.rc == 0, stop.out[-4000:]

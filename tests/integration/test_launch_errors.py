@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import http.server
-import json
 import threading
-import urllib.request
 
 import pytest
 
