@@ -108,3 +108,18 @@ def test_launched_token_forms_a_real_etcd_cluster(sandbox, launched, tmp_path):
     url = discovery_url_of(user_data(ec2, cluster_instances(ec2, "it-main")[0]["InstanceId"]))
     with start_members(url, ["m1", "m2", "m3"], str(tmp_path), timeout=30) as members:
         assert len(members.member_list()) == 3
+
+
+def test_large_cluster_gets_a_token_for_its_etcd_members_and_is_never_resized(sandbox):
+    ec2 = sandbox.client()
+    run = run_playbook("launch.yml", launch_vars(sandbox, "it-big", cluster_size=7))
+    assert run.rc == 0, run.out[-6000:]
+    machines = cluster_instances(ec2, "it-big")
+    assert len(machines) == 7
+    key = discovery_url_of(user_data(ec2, machines[0]["InstanceId"])).split("/v2/keys", 1)[1]
+    # Five voting members; the other two machines join etcd as proxies.
+    assert sandbox.etcd_get(key + "/_config/size")["node"]["value"] == "5"
+    shrink = run_playbook("launch.yml", launch_vars(sandbox, "it-big", cluster_size=4))
+    assert shrink.rc != 0
+    assert "cluster it-big already has 7 machines, not 4: launch never resizes a cluster" in shrink.out
+    assert sorted(m["InstanceId"] for m in cluster_instances(ec2, "it-big")) == sorted(m["InstanceId"] for m in machines)

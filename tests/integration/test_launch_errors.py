@@ -68,6 +68,7 @@ CASES = [
     ("name-bad", {"cluster_name": "p 1!"}, "cluster_name 'p 1!' is not usable"),
     ("region", {"region": "mars-east-1"}, "region 'mars-east-1' is not a known EC2 region"),
     ("key-missing", {"key_name": "no-such-key"}, "key pair no-such-key does not exist"),
+    ("image-missing", {"image_id": "ami-00000000000000dead"}, "image_id ami-00000000000000dead does not exist in us-east-1"),
     ("cloud-config-missing", {"cloud_config": "./config/no-such-file.yml"}, "no-such-file.yml"),
     ("cloud-config-broken", {"cloud_config": _broken_cloud_config}, "broken.yml"),
     ("user-data-too-big", {"cloud_config": _big_cloud_config}, "16384"),

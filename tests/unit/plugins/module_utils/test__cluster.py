@@ -171,3 +171,15 @@ def test_instance_rows_are_flat_and_oldest_first():
         "private_ip": "10.0.0.2", "public_ip": "54.1.1.2", "public_dns_name": "ec2-54-1-1-2.compute-1.amazonaws.com",
         "launch_time": "2026-11-25T11:00:01+00:00", "volume_id": "vol-data2", "volume_status": "attached"}
     assert rows[0]["public_dns_name"] == "" and rows[0]["volume_id"] == ""
+
+
+@pytest.mark.parametrize("size,members_max,etcd_size", [(1, 5, 1), (3, 5, 3), (5, 5, 5), (7, 5, 5), (100, 5, 5), (100, 7, 7)])
+def test_discovery_is_sized_for_the_etcd_members_not_every_machine(size, members_max, etcd_size):
+    spec = c.cluster_spec("p-1", size, "us-east-1", "c4.large", regions=REGIONS, etcd_members_max=members_max)
+    assert spec["etcd_size"] == etcd_size
+
+
+@pytest.mark.parametrize("members_max", [0, 10, True, "5"])
+def test_bad_etcd_members_max(members_max):
+    with pytest.raises(ValidationError, match="etcd_members_max .* is out of range: allowed is 1 to 9"):
+        c.cluster_spec("p-1", 3, "us-east-1", "c4.large", regions=REGIONS, etcd_members_max=members_max)
