@@ -123,3 +123,12 @@ def test_large_cluster_gets_a_token_for_its_etcd_members_and_is_never_resized(sa
     assert shrink.rc != 0
     assert "cluster it-big already has 7 machines, not 4: launch never resizes a cluster" in shrink.out
     assert sorted(m["InstanceId"] for m in cluster_instances(ec2, "it-big")) == sorted(m["InstanceId"] for m in machines)
+
+
+def test_explicit_image_id_is_used(sandbox):
+    ec2 = sandbox.client()
+    older = ec2.describe_images(Owners=["075585003325"], Filters=[{"Name": "name", "Values": ["Flatcar-stable-4152.2.3-hvm"]}])
+    image_id = older["Images"][0]["ImageId"]
+    run = run_playbook("launch.yml", launch_vars(sandbox, "it-image", cluster_size=1, image_id=image_id))
+    assert run.rc == 0, run.out[-6000:]
+    assert [m["ImageId"] for m in cluster_instances(ec2, "it-image")] == [image_id]
