@@ -4,9 +4,20 @@
 
 from __future__ import annotations
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_rows
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import add_volume_sizes, instance_rows, probe_results
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery import find_discovery_in_user_data
+
+
+def discovery_of_user_data(user_data: object) -> dict:
+    """The discovery setting in one machine's user data (raw or base64), or {} when it has none."""
+    return find_discovery_in_user_data(user_data) or {}
 
 
 class FilterModule:
     def filters(self):
-        return {"instance_rows": instance_rows}
+        return {
+            "instance_rows": instance_rows,
+            "discovery_of_user_data": discovery_of_user_data,
+            "add_volume_sizes": add_volume_sizes,
+            "probe_results": probe_results,
+        }

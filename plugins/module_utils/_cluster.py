@@ -112,7 +112,7 @@ def validate_channel(channel: Any) -> str:
     return channel
 
 
-def ami_name_pattern(channel: str, architecture: str) -> str:
+def ami_name_pattern(channel: str) -> str:
     # amd64 images are Flatcar-stable-4230.2.4-hvm, arm64 ones Flatcar-stable-4230.2.4-arm64-hvm; the
     # architecture filter of DescribeImages then keeps the right one.
     return f"Flatcar-{validate_channel(channel)}-*"
@@ -191,11 +191,15 @@ def cluster_spec(
     extra_tags: dict[str, str] | None = None,
     etcd_members_max: Any = DEFAULT_ETCD_MEMBERS_MAX,
 ) -> dict[str, Any]:
-    """Validate every input of a launch and derive the names, tags, filters and rules the roles use."""
+    """Validate every input of a launch and derive the names, tags, filters and rules the roles use.
+
+    Operations on an existing cluster know no size or machine type: with those None, their checks are skipped
+    and size, etcd_size and architecture come back as None.
+    """
     name = validate_cluster_name(cluster_name)
-    size = validate_cluster_size(cluster_size, size_max)
+    size = None if cluster_size is None else validate_cluster_size(cluster_size, size_max)
     region = validate_region(region, regions)
-    architecture = instance_architecture(instance_type)
+    architecture = None if instance_type is None else instance_architecture(instance_type)
     cidrs = validate_cidrs(ssh_allowed_cidrs)
     volume_size, volume_type = validate_volume(ebs_volume_size, ebs_volume_type)
     group = security_group_name(name)
@@ -207,13 +211,13 @@ def cluster_spec(
     return {
         "name": name,
         "size": size,
-        "etcd_size": min(size, etcd_members_max),
+        "etcd_size": None if size is None else min(size, etcd_members_max),
         "region": region,
         "instance_type": instance_type,
         "architecture": architecture,
         "channel": validate_channel(channel),
         "ami_owner": FLATCAR_AMI_OWNER,
-        "ami_name_pattern": ami_name_pattern(channel, architecture),
+        "ami_name_pattern": ami_name_pattern(channel),
         "tag_key": CLUSTER_TAG_KEY,
         "tags": cluster_tags(name, extra_tags),
         "instance_filters": instance_filters(name),
@@ -249,3 +253,53 @@ def instance_rows(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for many machines, oldest first (launch order is how scale picks the newest)."""
     rows = [instance_row(i) for i in instances]
     return sorted(rows, key=lambda r: (r["launch_time"], r["id"]))
+
+
+def add_volume_sizes(rows: list[dict[str, Any]], volumes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Rows with the data volume's size (GiB) from an ec2_vol_info answer; '-' where it is unknown."""
+    sizes = {v.get("id"): v.get("size") for v in volumes or []}
+    return [dict(row, volume_size=sizes.get(row.get("volume_id"), "-")) for row in rows]
+
+
+PROBE_SEPARATOR = "--- fleet"
+
+
+def probe_results(results: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Per machine id: what one SSH probe (etcd health, then fleet's machine list) found.
+
+    `results` is the `results` list of a looped raw task over the cluster's rows (each result carries its row as
+    `item`); unreachable machines and failed commands are reported, never raised.
+    """
+    probes: dict[str, dict[str, Any]] = {}
+    for result in results or []:
+        item = result.get("item") or {}
+        if result.get("skipped") or not item.get("id"):
+            continue
+        if result.get("unreachable"):
+            probes[item["id"]] = {"reachable": False, "etcd": "", "fleet": "", "error": str(result.get("msg", "unreachable"))}
+            continue
+        out = str(result.get("stdout") or "")
+        etcd, _sep, fleet = out.partition(PROBE_SEPARATOR)
+        error = "" if result.get("rc", 0) == 0 else f"exit {result.get('rc')}: {str(result.get('stderr') or '').strip()}"
+        probes[item["id"]] = {"reachable": True, "etcd": etcd.strip(), "fleet": fleet.strip(), "error": error}
+    return probes
+
+
+def volume_row(volume: dict[str, Any]) -> dict[str, Any]:
+    """One EBS volume as the roles report it, from a boto3 DescribeVolumes entry.
+
+    Reads only the keys every EC2 implementation sends; SnapshotId, for one, is left out by some.
+    """
+    attachments = volume.get("Attachments") or []
+    first = attachments[0] if attachments else {}
+    return {
+        "id": volume.get("VolumeId", ""),
+        "size": volume.get("Size"),
+        "type": volume.get("VolumeType", ""),
+        "state": volume.get("State", ""),
+        "encrypted": bool(volume.get("Encrypted", False)),
+        "instance_id": first.get("InstanceId", ""),
+        "device": first.get("Device", ""),
+        "delete_on_termination": bool(first.get("DeleteOnTermination", False)),
+        "tags": {t["Key"]: t["Value"] for t in volume.get("Tags") or [] if "Key" in t},
+    }

@@ -34,9 +34,10 @@ options:
     type: str
     required: true
   cluster_size:
-    description: Number of machines, from 1 to O(cluster_size_max). Strings of digits are accepted.
+    description:
+      - Number of machines, from 1 to O(cluster_size_max). Strings of digits are accepted.
+      - Omit it for operations on an existing cluster; C(size) and C(etcd_size) in RV(spec) are then null.
     type: raw
-    required: true
   cluster_size_max:
     description: The largest cluster this module accepts, a guard against typos.
     type: int
@@ -52,9 +53,10 @@ options:
     type: str
     required: true
   instance_type:
-    description: EC2 instance type, for example V(c5.large). Graviton types select arm64 images.
+    description:
+      - EC2 instance type, for example V(c5.large). Graviton types select arm64 images.
+      - Omit it for operations on an existing cluster; C(architecture) in RV(spec) is then null.
     type: str
-    required: true
   channel:
     description: Flatcar release channel the AMI comes from.
     type: str
@@ -126,11 +128,11 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             cluster_name=dict(type="str", required=True),
-            cluster_size=dict(type="raw", required=True),
+            cluster_size=dict(type="raw"),
             cluster_size_max=dict(type="int", default=200),
             etcd_members_max=dict(type="int", default=5),
             region=dict(type="str", required=True),
-            instance_type=dict(type="str", required=True),
+            instance_type=dict(type="str"),
             channel=dict(type="str", default="stable", choices=["stable", "beta", "alpha", "lts"]),
             ssh_allowed_cidrs=dict(type="list", elements="str", default=[]),
             ebs_volume_size=dict(type="int", default=100),

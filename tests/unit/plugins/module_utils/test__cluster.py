@@ -183,3 +183,9 @@ def test_discovery_is_sized_for_the_etcd_members_not_every_machine(size, members
 def test_bad_etcd_members_max(members_max):
     with pytest.raises(ValidationError, match="etcd_members_max .* is out of range: allowed is 1 to 9"):
         c.cluster_spec("p-1", 3, "us-east-1", "c4.large", regions=REGIONS, etcd_members_max=members_max)
+
+
+def test_operations_need_no_size_or_machine_type():
+    spec = c.cluster_spec("p-1", None, "us-east-1", None, regions=REGIONS)
+    assert (spec["size"], spec["etcd_size"], spec["architecture"]) == (None, None, None)
+    assert spec["instance_filters"]["tag:coreos-ec2-cluster"] == "p-1"

@@ -1,0 +1,93 @@
+#!/usr/bin/python
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cluster_volumes_info
+short_description: Describe many EBS volumes with one API call
+version_added: 0.1.0
+description:
+  - Returns size, type, state, encryption and attachment of the given EBS volumes with a single C(DescribeVolumes)
+    call, for the cluster's inspect and scale operations.
+  - Reads only the fields every EC2 endpoint returns.
+author:
+  - coreos_ec2.cluster maintainers (@coreos-ec2)
+attributes:
+  check_mode:
+    support: full
+    description: Reads only.
+  diff_mode:
+    support: none
+    description: Changes nothing.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where boto3 is installed, usually the controller.
+options:
+  volume_ids:
+    description: IDs of the volumes to describe. An empty list returns no volumes without calling AWS.
+    type: list
+    elements: str
+    required: true
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+"""
+
+EXAMPLES = r"""
+- name: Describe the data volumes of a cluster
+  coreos_ec2.cluster.cluster_volumes_info:
+    volume_ids: [vol-0123456789abcdef0, vol-0fedcba9876543210]
+  register: volumes
+"""
+
+RETURN = r"""
+volumes:
+  description: One entry per volume, in the order AWS returns them.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: vol-0123456789abcdef0
+      size: 100
+      type: gp2
+      state: in-use
+      encrypted: true
+      instance_id: i-0123456789abcdef0
+      device: /dev/sdb
+      delete_on_termination: true
+      tags: {coreos-ec2-cluster: p-1}
+"""
+
+try:
+    import botocore
+except ImportError:
+    pass  # AnsibleAWSModule reports a missing botocore
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import volume_row
+
+
+def main() -> None:
+    module = AnsibleAWSModule(
+        argument_spec=dict(volume_ids=dict(type="list", elements="str", required=True)),
+        supports_check_mode=True,
+    )
+    ids = module.params["volume_ids"]
+    if not ids:
+        module.exit_json(changed=False, volumes=[])
+    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
+    try:
+        pages = client.get_paginator("describe_volumes").paginate(VolumeIds=ids).build_full_result()
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        module.fail_json_aws(e, msg=f"Failed to describe volumes {', '.join(ids)}")
+    module.exit_json(changed=False, volumes=[volume_row(v) for v in pages.get("Volumes", [])])
+
+
+if __name__ == "__main__":
+    main()
