@@ -34,4 +34,5 @@ class FilterModule:
             "ops_state_counts": _as_filter(_ops.state_counts),
             "ops_discovery_members": _as_filter(_ops.discovery_members),
             "ops_mask_url": _as_filter(_ops.mask_url),
+            "ops_foreign_instances": _as_filter(_ops.foreign_instances),
         }

@@ -531,3 +531,20 @@ def inspect_table(rows: Any, security_group: Any = None, discovery_url: Any = ""
         lines.append("Probes:")
         lines += _aligned([[str(row["id"]), _probe_text(probes.get(row["id"]))] for row in machines], indent="  ")
     return "\n".join(lines)
+
+
+def foreign_instances(instances: Any, tag_key: str, cluster_name: str) -> List[str]:
+    """Ids of the machines in `instances` (ec2_instance_info's list) that do not carry this cluster's tag.
+
+    Cleanup must neither terminate them nor pretend the cluster's security group can go while they use it.
+    """
+    if not isinstance(instances, list):
+        raise ValidationError(f"instances must be a list of machines, got {type(instances).__name__}")
+    foreign = []
+    for machine in instances:
+        if not isinstance(machine, Mapping) or "instance_id" not in machine:
+            raise ValidationError(f"each machine must be a dict with instance_id, got {machine!r}")
+        tags = machine.get("tags") or {}
+        if tags.get(tag_key) != cluster_name:
+            foreign.append(str(machine["instance_id"]))
+    return sorted(foreign)

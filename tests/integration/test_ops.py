@@ -149,3 +149,19 @@ def test_terminate_then_cleanup_removes_only_this_cluster(sandbox, clusters):
     assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["coreos-ec2-ops-a"]}])["SecurityGroups"]
     final = ops(sandbox, "ops-b", "cleanup", confirm="yes")
     assert final.rc == 0 and final.recap["changed"] == 0 and "Nothing to clean up" in final.out
+
+
+def test_cleanup_keeps_a_group_that_a_machine_outside_the_cluster_uses(sandbox, clusters):
+    ec2 = sandbox.client()
+    run = ops(sandbox, "ops-a", "cleanup", confirm="yes")
+    assert run.rc == 0, run.out[-4000:]
+    assert "It keeps security group sg-" in run.out and clusters["stranger"] in run.out
+    assert "still used by " + clusters["stranger"] in run.out and "run cleanup again" in run.out
+    assert cluster_instances(ec2, "ops-a") == []
+    assert stranger_state(ec2, clusters) == "running"
+    assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["coreos-ec2-ops-a"]}])["SecurityGroups"]
+    # Once the stranger is gone, cleanup finishes the job.
+    ec2.terminate_instances(InstanceIds=[clusters["stranger"]])
+    run = ops(sandbox, "ops-a", "cleanup", confirm="yes")
+    assert run.rc == 0 and run.recap["changed"] >= 1, run.out[-4000:]
+    assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["coreos-ec2-ops-a"]}])["SecurityGroups"] == []

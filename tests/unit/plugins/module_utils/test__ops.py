@@ -522,7 +522,8 @@ def filter_plugin(monkeypatch):
 def test_filters_are_the_helpers(filter_plugin):
     filters = filter_plugin.FilterModule().filters()
     assert sorted(filters) == [
-        "ops_discovery_members", "ops_inspect_table", "ops_mask_url", "ops_scale_plan", "ops_state_counts",
+        "ops_discovery_members", "ops_foreign_instances", "ops_inspect_table", "ops_mask_url", "ops_scale_plan",
+        "ops_state_counts",
     ]
     assert filters["ops_state_counts"](FIVE) == {"running": 5}
     assert filters["ops_mask_url"](DISCOVERY_URL) == "https://discovery.etcd.io/3e86…(masked)"
@@ -538,3 +539,23 @@ def test_filters_report_helper_errors_as_filter_errors(filter_plugin):
         filters["ops_scale_plan"](FIVE, 1, 3, [])
     with pytest.raises(filter_plugin.AnsibleFilterError, match="target_size must be at least 1"):
         filters["ops_scale_plan"](FIVE, 0, 3, [])
+
+
+def test_foreign_instances_are_the_machines_without_this_clusters_tag():
+    machines = [
+        {"instance_id": "i-mine", "tags": {"coreos-ec2-cluster": "p-1", "Name": "p-1"}},
+        {"instance_id": "i-other", "tags": {"coreos-ec2-cluster": "p-2"}},
+        {"instance_id": "i-untagged", "tags": {}},
+        {"instance_id": "i-b-no-tags"},
+        {"instance_id": "i-a-prefix", "tags": {"coreos-ec2-cluster": "p-10"}},
+    ]
+    assert o.foreign_instances(machines, "coreos-ec2-cluster", "p-1") == [
+        "i-a-prefix", "i-b-no-tags", "i-other", "i-untagged"]
+    assert o.foreign_instances(machines[:1], "coreos-ec2-cluster", "p-1") == []
+    assert o.foreign_instances([], "coreos-ec2-cluster", "p-1") == []
+
+
+@pytest.mark.parametrize("machines", [None, "i-1", [{"id": "i-1"}], ["i-1"]])
+def test_foreign_instances_rejects_what_is_not_a_machine_list(machines):
+    with pytest.raises(ValidationError, match="instance"):
+        o.foreign_instances(machines, "coreos-ec2-cluster", "p-1")
