@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How long a launch takes and how many EC2 API calls it makes, next to the least a launch needs.
+"""How long a launch and the operations take and how many EC2 API calls they make, next to the least they need.
 
 For each cluster size N (default 3 and 100) on a private sandbox (moto as EC2, a real etcd as discovery):
   1. `ansible-playbook playbooks/launch.yml` with target=aws and aws_endpoint_url pointing at a counting proxy
@@ -7,7 +7,12 @@ For each cluster size N (default 3 and 100) on a private sandbox (moto as EC2, a
   2. the same playbook again with the same vars: the idempotent re-run, which must change nothing;
   3. a minimal plain-boto3 launch of the same cluster in this process through a proxy of the same kind:
      key pair, newest Flatcar AMI, security group with the same rules, one etcd v2 token, RunInstances with
-     Min=Max=N, one DescribeInstances loop until everything runs.
+     Min=Max=N, one DescribeInstances loop until everything runs;
+  4. `ansible-playbook playbooks/ops.yml -e action=status` on the Ansible cluster, and a plain-boto3 status (one
+     DescribeInstances by tag) on the boto3 cluster;
+  5. `ops.yml -e action=cleanup -e confirm=yes` on the Ansible cluster, and a plain-boto3 cleanup of the boto3
+     cluster: DescribeInstances by tag, TerminateInstances, a DescribeInstances loop until all are terminated,
+     DeleteSecurityGroup (retried while AWS reports DependencyViolation), and a DELETE of the etcd token.
 It prints wall-clock seconds, EC2 calls (total and the commonest actions) and the ansible/boto3 ratios.
 Nothing here asserts on speed: the figures are for reading. The emulator answers in microseconds and has no
 throttling, so on AWS both sides get slower and the call count matters more than the seconds.
@@ -51,6 +56,10 @@ RUN_TIMEOUT_SECONDS = 3600
 WAIT_TIMEOUT_SECONDS = 600
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox-access-key", "AWS_SECRET_ACCESS_KEY": "sandbox-secret-key"}
 TOP_ACTIONS = 6
+RUN_ORDER = ("ansible launch", "ansible re-run", "boto3 launch", "ansible status", "boto3 status",
+             "ansible cleanup", "boto3 cleanup")
+RATIOS = (("ansible launch", "boto3 launch"), ("ansible re-run", "boto3 launch"),
+          ("ansible status", "boto3 status"), ("ansible cleanup", "boto3 cleanup"))
 
 
 @dataclass
@@ -107,12 +116,17 @@ def running_machines(sb: Sandbox, name: str) -> int:
     return len(cluster_instances(sb.client(), name, states=("running",)))
 
 
-def ansible_launch(sb: Sandbox, proxy: EC2Proxy, name: str, n: int, label: str) -> Measure:
+def ops_vars(sb: Sandbox, proxy: EC2Proxy, name: str, action: str) -> dict:
+    return sb.vars(cluster_name=name, action=action, confirm="yes", target="aws", aws_endpoint_url=proxy.url)
+
+
+def ansible_run(sb: Sandbox, proxy: EC2Proxy, playbook: str, extra_vars: dict, n: int, label: str) -> Measure:
+    name = extra_vars["cluster_name"]
     m = Measure(n=n, run=label, cluster=name)
     proxy.reset_counts()
     start = time.monotonic()
     try:
-        run = run_playbook("launch.yml", launch_vars(sb, proxy, name, n), env=CREDENTIALS, timeout=RUN_TIMEOUT_SECONDS)
+        run = run_playbook(playbook, extra_vars, env=CREDENTIALS, timeout=RUN_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         m.seconds = time.monotonic() - start
         m.calls = proxy.counts()
@@ -171,15 +185,14 @@ def mint_v2_token(etcd_url: str, n: int) -> str:
     return token_dir
 
 
-def boto3_launch(sb: Sandbox, name: str, n: int) -> Measure:
+def boto3_launch(sb: Sandbox, name: str, n: int) -> tuple[Measure, str]:
     m = Measure(n=n, run="boto3 launch", cluster=name)
+    token_dir = ""
     tags = [{"Key": "Name", "Value": name}, {"Key": TAG, "Value": name}, {"Key": "managed-by", "Value": "coreos_ec2.cluster"}]
     with EC2Proxy(sb.ec2_url) as proxy:
         start = time.monotonic()
         try:
-            ec2 = boto3.client("ec2", endpoint_url=proxy.url, region_name=REGION,
-                               aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                               aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+            ec2 = boto3_client(proxy.url)
             if len(ec2.describe_key_pairs(KeyNames=[KEY_NAME])["KeyPairs"]) != 1:
                 raise RuntimeError(f"key pair {KEY_NAME} not found")
             images = ec2.describe_images(Owners=[FLATCAR_OWNER], Filters=[
@@ -201,7 +214,8 @@ def boto3_launch(sb: Sandbox, name: str, n: int) -> Measure:
                 {"IpProtocol": "udp", "FromPort": 8285, "ToPort": 8285, "UserIdGroupPairs": own},
                 {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472, "UserIdGroupPairs": own},
             ])
-            user_data = cloud_config(mint_v2_token(sb.etcd_url, n), name)
+            token_dir = mint_v2_token(sb.etcd_url, n)
+            user_data = cloud_config(token_dir, name)
             reservation = ec2.run_instances(
                 ImageId=image["ImageId"], InstanceType=INSTANCE_TYPE, KeyName=KEY_NAME, MinCount=n, MaxCount=n,
                 SecurityGroupIds=[group], UserData=user_data,
@@ -226,6 +240,76 @@ def boto3_launch(sb: Sandbox, name: str, n: int) -> Measure:
         m.seconds = time.monotonic() - start
         m.calls = proxy.counts()
     m.machines_running = running_machines(sb, name)
+    return m, token_dir
+
+
+def boto3_client(url: str):
+    return boto3.client("ec2", endpoint_url=url, region_name=REGION,
+                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def tagged_instances(ec2, name: str) -> list[dict]:
+    pages = ec2.get_paginator("describe_instances").paginate(Filters=[
+        {"Name": f"tag:{TAG}", "Values": [name]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
+    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+
+
+def boto3_status(sb: Sandbox, name: str, n: int) -> Measure:
+    m = Measure(n=n, run="boto3 status", cluster=name)
+    with EC2Proxy(sb.ec2_url) as proxy:
+        start = time.monotonic()
+        try:
+            states = collections.Counter(i["State"]["Name"] for i in tagged_instances(boto3_client(proxy.url), name))
+            if sum(states.values()) != n:
+                raise RuntimeError(f"expected {n} machines, found {dict(states)}")
+            m.ok = True
+        except Exception as exc:  # a benchmark reports a failed run rather than dying half way
+            m.error = f"{type(exc).__name__}: {exc}"[:400]
+        m.seconds = time.monotonic() - start
+        m.calls = proxy.counts()
+    m.machines_running = running_machines(sb, name)
+    return m
+
+
+def boto3_cleanup(sb: Sandbox, name: str, n: int, token_dir: str) -> Measure:
+    m = Measure(n=n, run="boto3 cleanup", cluster=name)
+    with EC2Proxy(sb.ec2_url) as proxy:
+        start = time.monotonic()
+        try:
+            ec2 = boto3_client(proxy.url)
+            ids = [i["InstanceId"] for i in tagged_instances(ec2, name)]
+            if ids:
+                ec2.terminate_instances(InstanceIds=ids)
+                deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
+                while True:
+                    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+                    states = {i["State"]["Name"] for p in pages for r in p["Reservations"] for i in r["Instances"]}
+                    if states <= {"terminated"}:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"machines not terminated after {WAIT_TIMEOUT_SECONDS} s")
+                    time.sleep(1)
+            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])
+            for group in groups["SecurityGroups"]:
+                for _ in range(30):
+                    try:
+                        ec2.delete_security_group(GroupId=group["GroupId"])
+                        break
+                    except ec2.exceptions.ClientError as exc:
+                        if exc.response["Error"]["Code"] != "DependencyViolation":
+                            raise
+                        time.sleep(5)
+            req = urllib.request.Request(f"{token_dir}?dir=true&recursive=true", method="DELETE")
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                resp.read()
+            m.ok = True
+        except Exception as exc:  # a benchmark reports a failed run rather than dying half way
+            m.error = f"{type(exc).__name__}: {exc}"[:400]
+        m.seconds = time.monotonic() - start
+        m.calls = proxy.counts()
+    m.machines_running = running_machines(sb, name)
     return m
 
 
@@ -236,20 +320,35 @@ def boto3_launch(sb: Sandbox, name: str, n: int) -> Measure:
 def bench_size(sb: Sandbox, index: int, n: int) -> list[Measure]:
     name = f"bench{index}-n{n}"
     results = []
+
+    def note(m: Measure) -> Measure:
+        print(f"[bench] N={n}: {m.run} {m.seconds:.1f} s, {m.total_calls} calls", file=sys.stderr, flush=True)
+        results.append(m)
+        return m
+
     with EC2Proxy(sb.ec2_url) as proxy:
         print(f"[bench] N={n}: ansible launch of {name} ...", file=sys.stderr, flush=True)
-        first = ansible_launch(sb, proxy, name, n, "ansible launch")
-        results.append(first)
-        print(f"[bench] N={n}: ansible launch {first.seconds:.1f} s, {first.total_calls} calls", file=sys.stderr, flush=True)
+        first = note(ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, "ansible launch"))
         if first.ok:
-            print(f"[bench] N={n}: ansible re-run ...", file=sys.stderr, flush=True)
-            again = ansible_launch(sb, proxy, name, n, "ansible re-run")
+            again = ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, "ansible re-run")
             if again.ok and again.changed:
                 again.error = f"not idempotent: the re-run reported changed={again.changed}"
-            results.append(again)
-            print(f"[bench] N={n}: ansible re-run {again.seconds:.1f} s, {again.total_calls} calls", file=sys.stderr, flush=True)
-    print(f"[bench] N={n}: boto3 launch ...", file=sys.stderr, flush=True)
-    results.append(boto3_launch(sb, f"{name}-boto3", n))
+            note(again)
+        launched, token_dir = boto3_launch(sb, f"{name}-boto3", n)
+        note(launched)
+        if first.ok:
+            status = ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, "status"), n, "ansible status")
+            if status.ok and status.changed:
+                status.error = f"status changed something: changed={status.changed}"
+            note(status)
+        if launched.ok:
+            note(boto3_status(sb, f"{name}-boto3", n))
+        if first.ok:
+            cleanup = note(ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, "cleanup"), n, "ansible cleanup"))
+            if cleanup.ok and cleanup.machines_running:
+                cleanup.error = f"{cleanup.machines_running} machines still running after cleanup"
+        if launched.ok:
+            note(boto3_cleanup(sb, f"{name}-boto3", n, token_dir))
     return results
 
 
@@ -268,7 +367,7 @@ def table(results: list[Measure]) -> str:
             order.append(m.n)
         by_n[(m.n, m.run)] = m
     for n in order:
-        for label in ("ansible launch", "ansible re-run", "boto3 launch"):
+        for label in RUN_ORDER:
             m = by_n.get((n, label))
             if m is None:
                 continue
@@ -280,9 +379,8 @@ def table(results: list[Measure]) -> str:
                 notes.append(f"N={n} {m.run}: {m.error}")
             if m.seconds > SLOW_RUN_SECONDS:
                 notes.append(f"N={n} {m.run}: took {m.seconds:.0f} s, over {SLOW_RUN_SECONDS // 60} minutes")
-        base = by_n.get((n, "boto3 launch"))
-        for label in ("ansible launch", "ansible re-run"):
-            m = by_n.get((n, label))
+        for label, base_label in RATIOS:
+            m, base = by_n.get((n, label)), by_n.get((n, base_label))
             if m and base and m.ok and base.ok:
                 lines.append(f"{n:>4}  {'ratio ' + label.split()[1] + '/boto3':<26} {'':<7} "
                              f"{ratio(m.seconds, base.seconds):>8} {ratio(m.total_calls, base.total_calls):>9}")
@@ -331,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(state_dir, ignore_errors=True)
     total = time.monotonic() - bench_start
 
-    print(f"coreos_ec2.cluster launch benchmark: sandbox (moto + etcd v2) through a counting EC2 proxy, "
+    print(f"coreos_ec2.cluster launch and operations benchmark: sandbox (moto + etcd v2) through a counting EC2 proxy, "
           f"instance type {INSTANCE_TYPE}")
     print(table(results))
     print(f"Sandbox start {sandbox_seconds:.1f} s; total benchmark time {total:.1f} s")
