@@ -293,14 +293,14 @@ def boto3_cleanup(sb: Sandbox, name: str, n: int, token_dir: str) -> Measure:
                     time.sleep(1)
             groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])
             for group in groups["SecurityGroups"]:
-                for _ in range(30):
+                for attempt in range(30):
                     try:
                         ec2.delete_security_group(GroupId=group["GroupId"])
                         break
                     except ec2.exceptions.ClientError as exc:
                         if exc.response["Error"]["Code"] != "DependencyViolation":
                             raise
-                        time.sleep(5)
+                        time.sleep(min(5, 1 + attempt))  # as the role: back off, then every 5 s
             req = urllib.request.Request(f"{token_dir}?dir=true&recursive=true", method="DELETE")
             with urllib.request.urlopen(req, timeout=10) as resp:
                 resp.read()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ec2_proxy import EC2Proxy, Fault
 from harness import TAG, cluster_instances, discovery_url_of, run_playbook, user_data
 
 pytestmark = pytest.mark.integration
@@ -165,3 +166,26 @@ def test_cleanup_keeps_a_group_that_a_machine_outside_the_cluster_uses(sandbox, 
     run = ops(sandbox, "ops-a", "cleanup", confirm="yes")
     assert run.rc == 0 and run.recap["changed"] >= 1, run.out[-4000:]
     assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["coreos-ec2-ops-a"]}])["SecurityGroups"] == []
+
+
+def test_state_changes_batch_all_machines_into_one_call_and_ride_out_aws_answers(sandbox):
+    """On AWS: throttling, and new ids unknown for a while after a change. Through the proxy, target=aws."""
+    ec2 = sandbox.client()
+    run = run_playbook("launch.yml", sandbox.vars(cluster_name="ops-c", cluster_size=4, instance_type="c4.large"))
+    assert run.rc == 0, run.out[-4000:]
+    env = {"AWS_ACCESS_KEY_ID": "sandbox-access-key", "AWS_SECRET_ACCESS_KEY": "sandbox-secret-key"}
+    with EC2Proxy(sandbox.ec2_url) as proxy:
+        def on_aws(action, **extra):
+            return run_playbook("ops.yml", sandbox.vars(cluster_name="ops-c", action=action, target="aws",
+                                                        aws_endpoint_url=proxy.url, **extra), env=env)
+        proxy.add_fault(Fault("StopInstances", "RequestLimitExceeded", status=503, times=2))
+        proxy.add_fault(Fault("DescribeInstances", "InvalidInstanceID.NotFound", times=1, after="StopInstances"))
+        run = on_aws("stop")
+        assert run.rc == 0, run.out[-4000:]
+        assert proxy.counts()["StopInstances"] == 3, "two throttled answers, then one call for all four machines"
+        assert states(ec2, "ops-c") == ["stopped"] * 4
+        proxy.reset_counts()
+        run = on_aws("cleanup", confirm="yes")
+        assert run.rc == 0, run.out[-4000:]
+        assert proxy.counts()["TerminateInstances"] == 1
+        assert cluster_instances(ec2, "ops-c") == []
