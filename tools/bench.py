@@ -185,68 +185,39 @@ def mint_v2_token(etcd_url: str, n: int) -> str:
     return token_dir
 
 
-def boto3_launch(sb: Sandbox, name: str, n: int) -> tuple[Measure, str]:
-    m = Measure(n=n, run="boto3 launch", cluster=name)
-    token_dir = ""
-    tags = [{"Key": "Name", "Value": name}, {"Key": TAG, "Value": name}, {"Key": "managed-by", "Value": "coreos_ec2.cluster"}]
+def boto3_client(url: str):
+    return boto3.client("ec2", endpoint_url=url, region_name=REGION,
+                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def boto3_measure(sb: Sandbox, label: str, name: str, n: int, work) -> Measure:
+    """Time `work(ec2)` with a client behind its own counting proxy; a failure is reported, not raised."""
+    m = Measure(n=n, run=label, cluster=name)
     with EC2Proxy(sb.ec2_url) as proxy:
         start = time.monotonic()
         try:
-            ec2 = boto3_client(proxy.url)
-            if len(ec2.describe_key_pairs(KeyNames=[KEY_NAME])["KeyPairs"]) != 1:
-                raise RuntimeError(f"key pair {KEY_NAME} not found")
-            images = ec2.describe_images(Owners=[FLATCAR_OWNER], Filters=[
-                {"Name": "name", "Values": ["Flatcar-stable-*"]},
-                {"Name": "architecture", "Values": ["x86_64"]},
-                {"Name": "virtualization-type", "Values": ["hvm"]},
-                {"Name": "state", "Values": ["available"]},
-            ])["Images"]
-            image = max(images, key=lambda i: i["CreationDate"])
-            group = ec2.create_security_group(
-                GroupName=f"coreos-ec2-{name}", Description=f"CoreOS cluster {name} (boto3 benchmark)",
-                TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}])["GroupId"]
-            own = [{"GroupId": group}]
-            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": SSH_CIDR, "Description": "SSH"}]},
-                {"IpProtocol": "tcp", "FromPort": 2379, "ToPort": 2380, "UserIdGroupPairs": own},
-                {"IpProtocol": "tcp", "FromPort": 4001, "ToPort": 4001, "UserIdGroupPairs": own},
-                {"IpProtocol": "tcp", "FromPort": 7001, "ToPort": 7001, "UserIdGroupPairs": own},
-                {"IpProtocol": "udp", "FromPort": 8285, "ToPort": 8285, "UserIdGroupPairs": own},
-                {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472, "UserIdGroupPairs": own},
-            ])
-            token_dir = mint_v2_token(sb.etcd_url, n)
-            user_data = cloud_config(token_dir, name)
-            reservation = ec2.run_instances(
-                ImageId=image["ImageId"], InstanceType=INSTANCE_TYPE, KeyName=KEY_NAME, MinCount=n, MaxCount=n,
-                SecurityGroupIds=[group], UserData=user_data,
-                BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "Ebs": {
-                    "VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": True}}],
-                MetadataOptions={"HttpEndpoint": "enabled", "HttpTokens": "required"},
-                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
-            )
-            ids = [i["InstanceId"] for i in reservation["Instances"]]
-            deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
-            while True:
-                pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-                states = [i["State"]["Name"] for p in pages for r in p["Reservations"] for i in r["Instances"]]
-                if len(states) == n and set(states) == {"running"}:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"not all {n} machines running after {WAIT_TIMEOUT_SECONDS} s")
-                time.sleep(1)
+            work(boto3_client(proxy.url))
             m.ok = True
         except Exception as exc:  # a benchmark reports a failed run rather than dying half way
             m.error = f"{type(exc).__name__}: {exc}"[:400]
         m.seconds = time.monotonic() - start
         m.calls = proxy.counts()
     m.machines_running = running_machines(sb, name)
-    return m, token_dir
+    return m
 
 
-def boto3_client(url: str):
-    return boto3.client("ec2", endpoint_url=url, region_name=REGION,
-                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+def wait_for(ec2, ids: list[str], state: str) -> None:
+    """One DescribeInstances per second until every machine in `ids` is in `state`."""
+    deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
+    while True:
+        pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+        states = [i["State"]["Name"] for p in pages for r in p["Reservations"] for i in r["Instances"]]
+        if len(states) == len(ids) and set(states) == {state}:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not all {len(ids)} machines {state} after {WAIT_TIMEOUT_SECONDS} s")
+        time.sleep(1)
 
 
 def tagged_instances(ec2, name: str) -> list[dict]:
@@ -256,61 +227,77 @@ def tagged_instances(ec2, name: str) -> list[dict]:
     return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
 
 
+def boto3_launch(sb: Sandbox, name: str, n: int) -> tuple[Measure, str]:
+    tags = [{"Key": "Name", "Value": name}, {"Key": TAG, "Value": name}, {"Key": "managed-by", "Value": "coreos_ec2.cluster"}]
+    token: list[str] = []
+
+    def launch(ec2) -> None:
+        if len(ec2.describe_key_pairs(KeyNames=[KEY_NAME])["KeyPairs"]) != 1:
+            raise RuntimeError(f"key pair {KEY_NAME} not found")
+        images = ec2.describe_images(Owners=[FLATCAR_OWNER], Filters=[
+            {"Name": "name", "Values": ["Flatcar-stable-*"]},
+            {"Name": "architecture", "Values": ["x86_64"]},
+            {"Name": "virtualization-type", "Values": ["hvm"]},
+            {"Name": "state", "Values": ["available"]},
+        ])["Images"]
+        image = max(images, key=lambda i: i["CreationDate"])
+        group = ec2.create_security_group(
+            GroupName=f"coreos-ec2-{name}", Description=f"CoreOS cluster {name} (boto3 benchmark)",
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}])["GroupId"]
+        own = [{"GroupId": group}]
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": SSH_CIDR, "Description": "SSH"}]},
+            {"IpProtocol": "tcp", "FromPort": 2379, "ToPort": 2380, "UserIdGroupPairs": own},
+            {"IpProtocol": "tcp", "FromPort": 4001, "ToPort": 4001, "UserIdGroupPairs": own},
+            {"IpProtocol": "tcp", "FromPort": 7001, "ToPort": 7001, "UserIdGroupPairs": own},
+            {"IpProtocol": "udp", "FromPort": 8285, "ToPort": 8285, "UserIdGroupPairs": own},
+            {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472, "UserIdGroupPairs": own},
+        ])
+        token.append(mint_v2_token(sb.etcd_url, n))
+        reservation = ec2.run_instances(
+            ImageId=image["ImageId"], InstanceType=INSTANCE_TYPE, KeyName=KEY_NAME, MinCount=n, MaxCount=n,
+            SecurityGroupIds=[group], UserData=cloud_config(token[0], name),
+            BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "Ebs": {
+                "VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": True}}],
+            MetadataOptions={"HttpEndpoint": "enabled", "HttpTokens": "required"},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
+        )
+        wait_for(ec2, [i["InstanceId"] for i in reservation["Instances"]], "running")
+
+    m = boto3_measure(sb, "boto3 launch", name, n, launch)
+    return m, (token[0] if token else "")
+
+
 def boto3_status(sb: Sandbox, name: str, n: int) -> Measure:
-    m = Measure(n=n, run="boto3 status", cluster=name)
-    with EC2Proxy(sb.ec2_url) as proxy:
-        start = time.monotonic()
-        try:
-            states = collections.Counter(i["State"]["Name"] for i in tagged_instances(boto3_client(proxy.url), name))
-            if sum(states.values()) != n:
-                raise RuntimeError(f"expected {n} machines, found {dict(states)}")
-            m.ok = True
-        except Exception as exc:  # a benchmark reports a failed run rather than dying half way
-            m.error = f"{type(exc).__name__}: {exc}"[:400]
-        m.seconds = time.monotonic() - start
-        m.calls = proxy.counts()
-    m.machines_running = running_machines(sb, name)
-    return m
+    def status(ec2) -> None:
+        states = collections.Counter(i["State"]["Name"] for i in tagged_instances(ec2, name))
+        if sum(states.values()) != n:
+            raise RuntimeError(f"expected {n} machines, found {dict(states)}")
+
+    return boto3_measure(sb, "boto3 status", name, n, status)
 
 
 def boto3_cleanup(sb: Sandbox, name: str, n: int, token_dir: str) -> Measure:
-    m = Measure(n=n, run="boto3 cleanup", cluster=name)
-    with EC2Proxy(sb.ec2_url) as proxy:
-        start = time.monotonic()
-        try:
-            ec2 = boto3_client(proxy.url)
-            ids = [i["InstanceId"] for i in tagged_instances(ec2, name)]
-            if ids:
-                ec2.terminate_instances(InstanceIds=ids)
-                deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
-                while True:
-                    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-                    states = {i["State"]["Name"] for p in pages for r in p["Reservations"] for i in r["Instances"]}
-                    if states <= {"terminated"}:
-                        break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"machines not terminated after {WAIT_TIMEOUT_SECONDS} s")
-                    time.sleep(1)
-            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])
-            for group in groups["SecurityGroups"]:
-                for attempt in range(30):
-                    try:
-                        ec2.delete_security_group(GroupId=group["GroupId"])
-                        break
-                    except ec2.exceptions.ClientError as exc:
-                        if exc.response["Error"]["Code"] != "DependencyViolation":
-                            raise
-                        time.sleep(min(5, 1 + attempt))  # as the role: back off, then every 5 s
-            req = urllib.request.Request(f"{token_dir}?dir=true&recursive=true", method="DELETE")
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                resp.read()
-            m.ok = True
-        except Exception as exc:  # a benchmark reports a failed run rather than dying half way
-            m.error = f"{type(exc).__name__}: {exc}"[:400]
-        m.seconds = time.monotonic() - start
-        m.calls = proxy.counts()
-    m.machines_running = running_machines(sb, name)
-    return m
+    def cleanup(ec2) -> None:
+        ids = [i["InstanceId"] for i in tagged_instances(ec2, name)]
+        if ids:
+            ec2.terminate_instances(InstanceIds=ids)
+            wait_for(ec2, ids, "terminated")
+        groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])
+        for group in groups["SecurityGroups"]:
+            for attempt in range(30):
+                try:
+                    ec2.delete_security_group(GroupId=group["GroupId"])
+                    break
+                except ec2.exceptions.ClientError as exc:
+                    if exc.response["Error"]["Code"] != "DependencyViolation":
+                        raise
+                    time.sleep(min(5, 1 + attempt))  # back off a little, then every 5 s
+        req = urllib.request.Request(f"{token_dir}?dir=true&recursive=true", method="DELETE")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+
+    return boto3_measure(sb, "boto3 cleanup", name, n, cleanup)
 
 
 # ---------------------------------------------------------------------------------------------------------------
