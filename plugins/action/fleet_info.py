@@ -1,0 +1,32 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fleet_info: fleet's machines, unit files and units from one remote command."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _fleet
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet_spec import fleet_info_argument_spec
+from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._fleet_action import FleetActionBase
+
+
+class ActionModule(FleetActionBase):
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        dummy, args = self.validate_argument_spec(argument_spec=fleet_info_argument_spec())
+        options = self._fleetctl(args)
+        try:
+            sections = self._run_sections(self._listing_parts(options, ["machines", "unit_files", "units"]))
+            result.update(
+                changed=False,
+                machines=_fleet.parse_list_machines(self._listing(sections, "machines", "fleetctl list-machines")),
+                unit_files=_fleet.parse_list_unit_files(self._listing(sections, "unit_files", "fleetctl list-unit-files")),
+                units=_fleet.parse_list_units(self._listing(sections, "units", "fleetctl list-units")),
+            )
+        except ClusterError as err:
+            raise AnsibleActionFail(err.msg) from None
+        return result

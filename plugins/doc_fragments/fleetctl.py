@@ -1,0 +1,30 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # How the fleet actions reach fleetctl on a cluster machine (plugins/module_utils/_fleet_spec.py).
+    DOCUMENTATION = r"""
+options:
+  fleetctl:
+    description:
+      - The fleetctl command on the machine. Looked up in the machine's PATH and then in C(/opt/bin), where the
+        cluster's cloud-config installs it on Flatcar.
+    type: str
+    default: fleetctl
+  fleetctl_flags:
+    description:
+      - "fleetctl's global flags, without dashes, for example C({endpoint: 'http://10.0.0.5:2379', request-timeout: 10})."
+      - Without them fleetctl talks to the local fleetd on C(unix:///var/run/fleet.sock).
+    type: dict
+  fleetctl_env:
+    description:
+      - "C(FLEETCTL_*) environment variables for fleetctl, which reads them for every flag not given on its command
+        line, for example C({FLEETCTL_ENDPOINT: 'http://10.0.0.5:2379'})."
+    type: dict
+notes:
+  - Needs no Python on the machine; runs C(fleetctl) with the task's own connection (SSH to a machine of the
+    cluster as C(core), the inventory's user, key and jump host settings apply).
+"""
