@@ -12,9 +12,10 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
 # Debian packages: etcd-server is the sandbox's discovery service, openssh-client makes the sandbox key;
 # for tests: shellcheck (ansible-test's shebang/shellcheck sanity test counts as passed without it) and
-# systemd (systemd-analyze verify for the generated units).
+# systemd (systemd-analyze verify for the generated units); systemd-container, debootstrap, iproute2 and
+# util-linux for the test nodes (tests/nodes: systemd-nspawn machines on a private bridge).
 apt_pkgs=(etcd-server openssh-client)
-[ "$profile" = dev ] && apt_pkgs+=(shellcheck systemd)
+[ "$profile" = dev ] && apt_pkgs+=(shellcheck systemd systemd-container debootstrap iproute2 util-linux)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
