@@ -10,8 +10,9 @@ import sys
 import pytest
 
 _HERE = os.path.abspath(os.path.dirname(__file__))
+_TESTS = os.path.dirname(_HERE)  # for the test nodes: `from nodes import harness`
 _COLLECTIONS = os.path.abspath(os.path.join(_HERE, "..", "..", ".build", "collections"))
-for _path in (_COLLECTIONS, _HERE):
+for _path in (_COLLECTIONS, _TESTS, _HERE):
     if os.path.isdir(_path) and _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -35,3 +36,14 @@ def sandbox(tmp_path_factory):
     finally:
         stop = run_playbook("sandbox.yml", sb.vars(sandbox_state="stopped"))
         assert stop.rc == 0, stop.out[-4000:]
+
+
+# Test nodes (tests/nodes): the cached root file system, checked once per session; skipped with the reason
+# where nodes cannot run (see nodes/fixtures.py).
+def _nodes_fixtures():
+    from nodes import fixtures  # importable once sys.path is set above
+
+    return fixtures
+
+
+nodes_rootfs = _nodes_fixtures().nodes_rootfs

@@ -1,0 +1,209 @@
+"""Service deployment end to end: deploy.yml drives fleet_units over real SSH into test nodes.
+
+Three systemd-nspawn nodes (tests/nodes) run sshd, an etcd member that joined through a token minted by the
+discovery_token module, and the fleetctl test double, which keeps fleet's registry in that etcd cluster.
+The inventory names a Python interpreter that does not exist on the nodes: fleet_units needs none there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.request
+
+import pytest
+
+from harness import REPO, VENV_BIN, run_playbook
+from nodes import harness as nodes_harness
+from nodes.double import NODE_PATH, fleetctl_script
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "/_coreos.com/fleet/"
+SLEEP = "[Unit]\nDescription=sleeps\n\n[Service]\nExecStart=/bin/sleep {seconds}\n"
+REGISTER_UNIT = """[Unit]
+Description=Register this machine with fleet (the test double's stand-in for fleetd)
+Wants=etcd.service
+After=etcd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={fleetctl} register-machine --ip {ip} --metadata node={name}
+Restart=on-failure
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def mint_token(etcd_url: str, size: int) -> str:
+    """A discovery URL from the project's own discovery_token module (etcd v2 keys API on the host etcd)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "coreos_ec2.cluster.discovery_token",
+         "-a", json.dumps({"protocol": "etcd_v2", "service": etcd_url, "size": size})],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    # Ad-hoc output: "localhost | CHANGED => {...}".
+    return json.loads(done.stdout[done.stdout.index("{"):])["discovery_url"]
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes_rootfs, tmp_path_factory):
+    nodes = nodes_harness.Cluster(
+        3, rootfs=nodes_rootfs, log=print,
+        discovery_url=lambda c: mint_token(c.start_host_etcd().client_url, 3),
+        extra_files={NODE_PATH: (fleetctl_script(), 0o755)},
+        node_files=lambda name, ip: {"/etc/systemd/system/fleet-register.service":
+                                     REGISTER_UNIT.format(fleetctl=NODE_PATH, ip=ip, name=name)},
+        enable_units=["fleet-register.service"],
+    )
+    try:
+        nodes.start()
+        nodes.wait_ready()
+        for node in nodes:
+            # fleet's machine registration is in place before the first deployment.
+            assert node.ssh("systemctl is-active fleet-register.service", timeout=30).stdout.strip() == "active"
+        inventory = tmp_path_factory.mktemp("deploy") / "inventory.ini"
+        inventory.write_text("[fleetnodes]\n" + "".join(f"{n.name} ansible_host={n.ip}\n" for n in nodes) + (
+            "[fleetnodes:vars]\nansible_user=core\n"
+            f"ansible_ssh_private_key_file={nodes[0].private_key_path}\n"
+            "ansible_python_interpreter=/nonexistent/bin/python3\n"
+            "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5'\n"))
+        nodes.inventory = str(inventory)
+        yield nodes
+    finally:
+        nodes.cleanup()
+
+
+def deploy(cluster, services, *args, **extra):
+    v = {"cluster_name": "fleet-nodes", "deploy_group": "fleetnodes", "services": services}
+    v.update(extra)
+    return run_playbook("deploy.yml", v, "-i", cluster.inventory, *args)
+
+
+def etcd(cluster, key: str = "", node: int = 1) -> dict:
+    """A registry key (recursive) straight from the nodes' etcd, with the store's index."""
+    url = f"http://{cluster[node].ip}:2379/v2/keys{PREFIX}{key}?recursive=true"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body = json.loads(answer.read())
+        body["index"] = int(answer.headers["X-Etcd-Index"])
+    return body
+
+
+def unit_files(cluster, node: int = 2) -> dict:
+    out = cluster[node].ssh("fleetctl list-unit-files --full --no-legend --fields=unit,hash,dstate,state", check=True).stdout
+    return {cells[0]: {"hash": cells[1], "dstate": cells[2], "state": cells[3]}
+            for cells in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def object_indexes(cluster) -> dict:
+    jobs = etcd(cluster, "job")["node"].get("nodes", [])
+    return {job["key"].rsplit("/", 1)[1]: next(n["modifiedIndex"] for n in job["nodes"] if n["key"].endswith("/object"))
+            for job in jobs}
+
+
+def mix(web_count: int = 3, logger_seconds: int = 100, **overrides) -> list:
+    services = [
+        {"name": "web@.service", "content": SLEEP.format(seconds=300), "count": web_count},
+        {"name": "logger.service", "content": SLEEP.format(seconds=logger_seconds)},
+        {"name": "db.service", "content": SLEEP.format(seconds=200), "state": "loaded"},
+    ]
+    for service in services:
+        service.update(overrides.get(service["name"], {}))
+    return services
+
+
+def test_deploy_a_mix_then_rerun_changes_nothing(cluster):
+    run = deploy(cluster, mix())
+    assert run.rc == 0, run.out[-4000:]
+    assert run.recap["changed"] == 1 and "Deployed through " + cluster[0].name in run.out, run.out[-4000:]
+    units = unit_files(cluster)
+    assert {name: u["dstate"] for name, u in units.items()} == {
+        "web@.service": "inactive", "web@1.service": "launched", "web@2.service": "launched",
+        "web@3.service": "launched", "logger.service": "launched", "db.service": "loaded"}
+    # fleet's hash, as the double computes it, for the known unit text.
+    assert units["web@1.service"]["hash"] == units["web@.service"]["hash"]
+    before = etcd(cluster)["index"]
+    again = deploy(cluster, mix())
+    assert again.rc == 0 and again.recap["changed"] == 0, again.out[-4000:]
+    assert "all fleet units are as desired" in again.out
+    assert etcd(cluster)["index"] == before, "the re-run wrote nothing to the registry"
+
+
+def test_changing_one_unit_replaces_only_it(cluster):
+    assert deploy(cluster, mix()).rc == 0
+    indexes = object_indexes(cluster)
+    run = deploy(cluster, mix(logger_seconds=150))
+    assert run.rc == 0 and run.recap["changed"] == 1, run.out[-4000:]
+    assert "submit logger.service (replaced)" in run.out
+    after = object_indexes(cluster)
+    assert after["logger.service"] != indexes["logger.service"]
+    assert {k: v for k, v in after.items() if k != "logger.service"} == {
+        k: v for k, v in indexes.items() if k != "logger.service"}
+    assert unit_files(cluster)["logger.service"]["dstate"] == "launched"
+
+
+def test_check_mode_and_diff_change_nothing(cluster):
+    assert deploy(cluster, mix()).rc == 0
+    before = etcd(cluster)["index"]
+    run = deploy(cluster, mix(web_count=4, logger_seconds=99), "--check", "--diff")
+    assert run.rc == 0 and run.recap["changed"] == 1, run.out[-4000:]
+    assert "+ExecStart=/bin/sleep 99" in run.out and "-ExecStart=/bin/sleep 100" in run.out
+    assert "Check mode, nothing was changed; planned through" in run.out
+    assert "submit logger.service (replaced), web@4.service; start logger.service, web@4.service" in run.out
+    assert etcd(cluster)["index"] == before
+
+
+def test_scale_a_template_3_5_2(cluster):
+    for count, expected in ((3, [1, 2, 3]), (5, [1, 2, 3, 4, 5]), (2, [1, 2])):
+        run = deploy(cluster, mix(web_count=count))
+        assert run.rc == 0, run.out[-4000:]
+        web = sorted(name for name in unit_files(cluster) if name.startswith("web@") and name != "web@.service")
+        assert web == [f"web@{i}.service" for i in expected]
+    assert deploy(cluster, mix(web_count=2)).recap["changed"] == 0
+
+
+def test_stop_and_remove(cluster):
+    assert deploy(cluster, mix()).rc == 0
+    run = deploy(cluster, mix(**{"logger.service": {"state": "loaded"}}))
+    assert run.rc == 0 and "stop logger.service" in run.out, run.out[-4000:]
+    assert unit_files(cluster)["logger.service"]["dstate"] == "loaded"
+    gone = [{"name": "web@.service", "state": "absent"}, {"name": "logger.service", "state": "absent"},
+            {"name": "db.service", "state": "absent"}]
+    run = deploy(cluster, gone)
+    assert run.rc == 0, run.out[-4000:]
+    assert unit_files(cluster) == {}
+    assert deploy(cluster, gone).recap["changed"] == 0
+
+
+def test_a_machine_down_deploys_through_the_next(cluster):
+    cluster[0].stop()
+    try:
+        run = deploy(cluster, mix())
+        assert run.rc == 0, run.out[-4000:]
+        assert f"Deployed through {cluster[1].name}" in run.out
+        assert unit_files(cluster)["web@3.service"]["dstate"] == "launched"
+    finally:
+        cluster[0].start()
+
+
+@pytest.mark.parametrize("service, message", [
+    ({"name": "broken.service", "content": "[Service\nExecStart=/bin/true\n"}, "broken.service"),
+    ({"name": "site.target", "content": "[Unit]\nDescription=x\n"}, "site.target"),
+    ({"name": "web@.service", "content": SLEEP.format(seconds=1), "state": "launched"}, "template"),
+    ({"name": "x.service", "content": SLEEP.format(seconds=1), "state": "running"}, "launched, loaded, inactive, absent"),
+])
+def test_bad_units_are_refused_before_anything_is_submitted(cluster, service, message):
+    before = etcd(cluster)["index"]
+    run = deploy(cluster, mix()[1:] + [service])
+    assert run.rc != 0 and message in run.out, run.out[-4000:]
+    assert etcd(cluster)["index"] == before
+
+
+def test_fleetctl_missing_is_explained(cluster):
+    run = deploy(cluster, mix(), deploy_fleetctl="/opt/bin/no-fleetctl")
+    assert run.rc != 0 and "fleetctl was not found on" in run.out, run.out[-4000:]
