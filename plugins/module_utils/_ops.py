@@ -488,13 +488,32 @@ def _probe_text(probe: Any) -> str:
     return text + (f", error: {error}" if error != NOT_SET else "")
 
 
-def inspect_table(rows: Any, security_group: Any = None, discovery_url: Any = "", probes: Any = None) -> str:
+def _fleet_lines(fleet: Any) -> List[str]:
+    """fleet's view (a fleet_info result: machines, unit_files), or why there is none."""
+    if not isinstance(fleet, Mapping) or not fleet:
+        return []
+    if fleet.get("error"):
+        return ["", f"Fleet: not read ({_text(fleet['error'])})"]
+    machines, units = fleet.get("machines") or [], fleet.get("unit_files") or []
+    lines = ["", f"Fleet: {_plural(len(machines), 'machine')}, {_plural(len(units), 'unit')}"
+             + (f" (read through {fleet['via']})" if fleet.get("via") else "")]
+    if units:
+        table = [["UNIT", "DSTATE", "STATE", "MACHINE"]]
+        table += [[_text(u.get("unit")), _text(u.get("dstate")), _text(u.get("state")),
+                   "global" if u.get("global") else _text(u.get("target_ip") or u.get("target"))] for u in units]
+        lines += _aligned(table, indent="  ")
+    return lines
+
+
+def inspect_table(rows: Any, security_group: Any = None, discovery_url: Any = "", probes: Any = None,
+                  fleet: Any = None) -> str:
     """A plain-text report of the cluster for a person at a terminal.
 
     Sections: a summary line; a table of machines (oldest first; missing values as "-"); the security
     group and its ingress rules (`security_group` as amazon.aws.ec2_security_group_info returns a group, a
     list of them or the whole result); the discovery URL, masked; and per machine what the probes found
-    (`probes` maps instance id to {"reachable", "etcd", "fleet", "error"}). Columns are aligned, lines carry
+    (`probes` maps instance id to {"reachable", "etcd", "fleet", "error"}); and fleet's units when `fleet` (a
+    fleet_info result, with "via" the machine it was read through, or {"error": why}) is given. Columns are aligned, lines carry
     no trailing spaces, the text has no final newline (`split('\\n')` in a debug task gives no empty last line)
     and the same input always gives the same text, so it can be compared and diffed.
     """
@@ -530,6 +549,7 @@ def inspect_table(rows: Any, security_group: Any = None, discovery_url: Any = ""
         lines.append("")
         lines.append("Probes:")
         lines += _aligned([[str(row["id"]), _probe_text(probes.get(row["id"]))] for row in machines], indent="  ")
+    lines += _fleet_lines(fleet)
     return "\n".join(lines)
 
 

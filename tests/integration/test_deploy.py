@@ -207,3 +207,17 @@ def test_bad_units_are_refused_before_anything_is_submitted(cluster, service, me
 def test_fleetctl_missing_is_explained(cluster):
     run = deploy(cluster, mix(), deploy_fleetctl="/opt/bin/no-fleetctl")
     assert run.rc != 0 and "fleetctl was not found on" in run.out, run.out[-4000:]
+
+
+def test_fleet_info_lists_machines_and_units(cluster, tmp_path):
+    assert deploy(cluster, mix()).rc == 0
+    result_file = tmp_path / "fleet.json"
+    run = run_playbook("../tests/integration/playbooks/fleet_info.yml", {"result_file": str(result_file)},
+                       "-i", cluster.inventory)
+    assert run.rc == 0 and f"ok: [{cluster[0].name}]" in run.out, run.out[-4000:]
+    fleet = json.loads(result_file.read_text())
+    assert sorted(m["ip"] for m in fleet["machines"]) == sorted(n.ip for n in cluster)
+    units = {u["unit"]: u for u in fleet["unit_files"]}
+    assert units["web@2.service"]["dstate"] == "launched" and units["web@2.service"]["target_ip"] in {n.ip for n in cluster}
+    assert len(units["web@2.service"]["hash"]) == 40
+    assert {u["unit"] for u in fleet["units"]} >= {"web@1.service", "logger.service"}

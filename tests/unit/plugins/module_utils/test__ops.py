@@ -559,3 +559,34 @@ def test_foreign_instances_are_the_machines_without_this_clusters_tag():
 def test_foreign_instances_rejects_what_is_not_a_machine_list(machines):
     with pytest.raises(ValidationError, match="instance"):
         o.foreign_instances(machines, "coreos-ec2-cluster", "p-1")
+
+
+FLEET = {
+    "via": "i-0a",
+    "machines": [{"machine": "m1", "ip": "10.0.0.5", "metadata": {}}, {"machine": "m2", "ip": "10.0.0.6", "metadata": {}}],
+    "unit_files": [
+        {"unit": "web@.service", "hash": "1c6fb6f", "dstate": "inactive", "state": "inactive", "target": None,
+         "target_ip": None, "global": False},
+        {"unit": "web@1.service", "hash": "1c6fb6f", "dstate": "launched", "state": "launched", "target": "m1",
+         "target_ip": "10.0.0.5", "global": False},
+        {"unit": "agent.service", "hash": "aaaaaaa", "dstate": "launched", "state": None, "target": None,
+         "target_ip": None, "global": True},
+    ],
+}
+
+
+def test_inspect_table_ends_with_fleets_units():
+    report = o.inspect_table(TWO, SECURITY_GROUP, DISCOVERY_URL, PROBES, FLEET)
+    assert report.startswith(EXPECTED_REPORT)
+    assert report[len(EXPECTED_REPORT):] == (
+        "\n\nFleet: 2 machines, 3 units (read through i-0a)\n"
+        "  UNIT           DSTATE    STATE     MACHINE\n"
+        "  web@.service   inactive  inactive  -\n"
+        "  web@1.service  launched  launched  10.0.0.5\n"
+        "  agent.service  launched  -         global")
+
+
+def test_inspect_table_says_why_fleet_was_not_read():
+    report = o.inspect_table(TWO, SECURITY_GROUP, DISCOVERY_URL, PROBES, {"error": "no machine answered over SSH"})
+    assert report.endswith("\n\nFleet: not read (no machine answered over SSH)")
+    assert o.inspect_table(TWO, SECURITY_GROUP, DISCOVERY_URL, PROBES, {}) == EXPECTED_REPORT
