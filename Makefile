@@ -52,6 +52,7 @@ integration:
 
 bench: setup
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_deploy.py
 
 clean: sandbox-stop
 	rm -rf .build .sandbox tests/output .ansible

@@ -8,79 +8,30 @@ The inventory names a Python interpreter that does not exist on the nodes: fleet
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import urllib.request
 
 import pytest
 
-from harness import REPO, VENV_BIN, run_playbook
-from nodes import harness as nodes_harness
-from nodes.double import NODE_PATH, fleetctl_script
+from fleet_nodes import GROUP, start_fleet_cluster
+from harness import run_playbook
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "/_coreos.com/fleet/"
 SLEEP = "[Unit]\nDescription=sleeps\n\n[Service]\nExecStart=/bin/sleep {seconds}\n"
-REGISTER_UNIT = """[Unit]
-Description=Register this machine with fleet (the test double's stand-in for fleetd)
-Wants=etcd.service
-After=etcd.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart={fleetctl} register-machine --ip {ip} --metadata node={name}
-Restart=on-failure
-RestartSec=1
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def mint_token(etcd_url: str, size: int) -> str:
-    """A discovery URL from the project's own discovery_token module (etcd v2 keys API on the host etcd)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    done = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "coreos_ec2.cluster.discovery_token",
-         "-a", json.dumps({"protocol": "etcd_v2", "service": etcd_url, "size": size})],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    # Ad-hoc output: "localhost | CHANGED => {...}".
-    return json.loads(done.stdout[done.stdout.index("{"):])["discovery_url"]
 
 
 @pytest.fixture(scope="module")
 def cluster(nodes_rootfs, tmp_path_factory):
-    nodes = nodes_harness.Cluster(
-        3, rootfs=nodes_rootfs, log=print,
-        discovery_url=lambda c: mint_token(c.start_host_etcd().client_url, 3),
-        extra_files={NODE_PATH: (fleetctl_script(), 0o755)},
-        node_files=lambda name, ip: {"/etc/systemd/system/fleet-register.service":
-                                     REGISTER_UNIT.format(fleetctl=NODE_PATH, ip=ip, name=name)},
-        enable_units=["fleet-register.service"],
-    )
+    nodes = start_fleet_cluster(nodes_rootfs, tmp_path_factory.mktemp("deploy"))
     try:
-        nodes.start()
-        nodes.wait_ready()
-        for node in nodes:
-            # fleet's machine registration is in place before the first deployment.
-            assert node.ssh("systemctl is-active fleet-register.service", timeout=30).stdout.strip() == "active"
-        inventory = tmp_path_factory.mktemp("deploy") / "inventory.ini"
-        inventory.write_text("[fleetnodes]\n" + "".join(f"{n.name} ansible_host={n.ip}\n" for n in nodes) + (
-            "[fleetnodes:vars]\nansible_user=core\n"
-            f"ansible_ssh_private_key_file={nodes[0].private_key_path}\n"
-            "ansible_python_interpreter=/nonexistent/bin/python3\n"
-            "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5'\n"))
-        nodes.inventory = str(inventory)
         yield nodes
     finally:
         nodes.cleanup()
 
 
 def deploy(cluster, services, *args, **extra):
-    v = {"cluster_name": "fleet-nodes", "deploy_group": "fleetnodes", "services": services}
+    v = {"cluster_name": "fleet-nodes", "deploy_group": GROUP, "services": services}
     v.update(extra)
     return run_playbook("deploy.yml", v, "-i", cluster.inventory, *args)
 
