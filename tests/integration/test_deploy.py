@@ -172,3 +172,22 @@ def test_fleet_info_lists_machines_and_units(cluster, tmp_path):
     assert units["web@2.service"]["dstate"] == "launched" and units["web@2.service"]["target_ip"] in {n.ip for n in cluster}
     assert len(units["web@2.service"]["hash"]) == 40
     assert {u["unit"] for u in fleet["units"]} >= {"web@1.service", "logger.service"}
+
+
+def test_fleet_that_cannot_reach_etcd_is_explained(cluster):
+    before = etcd(cluster)["index"]
+    run = deploy(cluster, mix(), deploy_fleetctl_flags={"endpoint": "http://127.0.0.1:9", "request-timeout": 2})
+    assert run.rc != 0 and "Is fleet running there and can it reach etcd?" in run.out, run.out[-4000:]
+    assert etcd(cluster)["index"] == before
+
+
+def test_on_the_sandbox_deployment_is_skipped_and_says_why(sandbox):
+    services = [{"name": "hello.service", "content": SLEEP.format(seconds=5)}]
+    run = run_playbook("launch.yml", sandbox.vars(cluster_name="dep-sb", cluster_size=1, instance_type="c4.large",
+                                                  services=services))
+    assert run.rc == 0, run.out[-4000:]
+    assert "Deployment to cluster dep-sb was skipped: sandbox instances have no machines behind them" in run.out
+    again = run_playbook("deploy.yml", sandbox.vars(cluster_name="dep-sb", services=services))
+    assert again.rc == 0 and "was skipped" in again.out and again.recap["changed"] == 0, again.out[-4000:]
+    unknown = run_playbook("deploy.yml", sandbox.vars(cluster_name="dep-none", services=services))
+    assert unknown.rc != 0 and "No running machine carries the tag coreos-ec2-cluster=dep-none" in unknown.out

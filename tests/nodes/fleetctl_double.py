@@ -1725,6 +1725,20 @@ def run_list_unit_files(ctx: Context, _args: list[str]) -> int:
     return 0
 
 
+def _print_listing(ctx: Context, fields: dict, fetch: Callable[[], list], error: str) -> int:
+    """The --fields columns of every row `fetch` returns, as fleetctl's list commands print them."""
+    columns = _columns(str(ctx.flag("fields")), fields)
+    if columns is None:
+        return 1
+    try:
+        rows = fetch()
+    except CommandError as exc:
+        stderr("%s: %s" % (error, exc))
+        return 1
+    print_table(columns, [[fields[column](row) for column in columns] for row in rows], not ctx.flag("no-legend"))
+    return 0
+
+
 def run_list_units(ctx: Context, _args: list[str]) -> int:
     full = bool(ctx.flag("full"))
     fields: dict[str, Callable[[UnitState], str]] = {
@@ -1735,17 +1749,7 @@ def run_list_units(ctx: Context, _args: list[str]) -> int:
         "machine": lambda state: ctx.machine_legend(state.machine_id, full) if state.machine_id else "-",
         "hash": lambda state: _hash_field(state.hash, full) if state.hash else "-",
     }
-    columns = _columns(str(ctx.flag("fields")), fields)
-    if columns is None:
-        return 1
-    try:
-        states = ctx.registry.unit_states()
-    except CommandError as exc:
-        stderr("Error retrieving list of units from repository: %s" % exc)
-        return 1
-    print_table(columns, [[fields[column](state) for column in columns] for state in states],
-                not ctx.flag("no-legend"))
-    return 0
+    return _print_listing(ctx, fields, ctx.registry.unit_states, "Error retrieving list of units from repository")
 
 
 def run_list_machines(ctx: Context, _args: list[str]) -> int:
@@ -1755,17 +1759,7 @@ def run_list_machines(ctx: Context, _args: list[str]) -> int:
         "ip": lambda machine: machine.public_ip or "-",
         "metadata": lambda machine: ",".join("%s=%s" % item for item in sorted(machine.metadata.items())) or "-",
     }
-    columns = _columns(str(ctx.flag("fields")), fields)
-    if columns is None:
-        return 1
-    try:
-        machines = ctx.registry.machines()
-    except CommandError as exc:
-        stderr("Error retrieving list of active machines: %s" % exc)
-        return 1
-    print_table(columns, [[fields[column](machine) for column in columns] for machine in machines],
-                not ctx.flag("no-legend"))
-    return 0
+    return _print_listing(ctx, fields, ctx.registry.machines, "Error retrieving list of active machines")
 
 
 def run_version(ctx: Context, _args: list[str]) -> int:
