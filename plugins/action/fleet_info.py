@@ -14,19 +14,16 @@ from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._fleet_action i
 
 class ActionModule(FleetActionBase):
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
+    def _work(self):
         dummy, args = self.validate_argument_spec(argument_spec=fleet_info_argument_spec())
         options = self._fleetctl(args)
         try:
             sections = self._run_sections(self._listing_parts(options, ["machines", "unit_files", "units"]))
-            result.update(
-                changed=False,
-                machines=_fleet.parse_list_machines(self._listing(sections, "machines", "fleetctl list-machines")),
-                unit_files=_fleet.parse_list_unit_files(self._listing(sections, "unit_files", "fleetctl list-unit-files")),
-                units=_fleet.parse_list_units(self._listing(sections, "units", "fleetctl list-units")),
-            )
+            return {
+                "changed": False,
+                "machines": _fleet.parse_list_machines(self._listing(sections, "machines", "fleetctl list-machines")),
+                "unit_files": _fleet.parse_list_unit_files(self._listing(sections, "unit_files", "fleetctl list-unit-files")),
+                "units": _fleet.parse_list_units(self._listing(sections, "units", "fleetctl list-units")),
+            }
         except ClusterError as err:
             raise AnsibleActionFail(err.msg) from None
-        return result

@@ -43,9 +43,8 @@ class ActionModule(FleetActionBase):
             resolved.append(entry)
         return resolved
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
+    def _work(self):
+        result = {}
         dummy, args = self.validate_argument_spec(argument_spec=fleet_units_argument_spec())
         options = self._fleetctl(args)
         services = self._services(args["services"])

@@ -25,8 +25,20 @@ class FleetActionBase(ActionBase):
         return self._host_name
 
     def run(self, tmp=None, task_vars=None):
-        self._host_name = str((task_vars or {}).get("inventory_hostname", self._host_name))
-        return super().run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
+        del tmp
+        # A delegated task runs on the delegate; inventory_hostname is still the play's host.
+        self._host_name = str(self._task.delegate_to or (task_vars or {}).get("inventory_hostname", self._host_name))
+        try:
+            result.update(self._work())
+        except AnsibleActionFail as failure:
+            # Returned, not raised: a failed result is what `until`, `failed_when` and `ignore_errors` act on.
+            result.update(failure.result)
+        return result
+
+    def _work(self) -> Dict[str, Any]:
+        """The action's result; raise AnsibleActionFail to fail."""
+        raise NotImplementedError
 
     def _fleetctl(self, args: Mapping[str, Any]) -> Dict[str, Any]:
         return {"fleetctl": args["fleetctl"], "flags": args.get("fleetctl_flags"), "env": args.get("fleetctl_env")}

@@ -157,7 +157,7 @@ def test_bad_units_are_refused_before_anything_is_submitted(cluster, service, me
 
 def test_fleetctl_missing_is_explained(cluster):
     run = deploy(cluster, mix(), deploy_fleetctl="/opt/bin/no-fleetctl")
-    assert run.rc != 0 and "fleetctl was not found on" in run.out, run.out[-4000:]
+    assert run.rc != 0 and f"fleetctl was not found on {cluster[0].name}" in run.out, run.out[-4000:]
 
 
 def test_fleet_info_lists_machines_and_units(cluster, tmp_path):
@@ -178,6 +178,13 @@ def test_fleet_that_cannot_reach_etcd_is_explained(cluster):
     before = etcd(cluster)["index"]
     run = deploy(cluster, mix(), deploy_fleetctl_flags={"endpoint": "http://127.0.0.1:9", "request-timeout": 2})
     assert run.rc != 0 and "Is fleet running there and can it reach etcd?" in run.out, run.out[-4000:]
+    assert "RETRYING" not in run.out
+    # Right after a launch fleet may not be up yet: deploy_fleet_wait retries that answer, and only that one.
+    waited = deploy(cluster, mix(), deploy_fleetctl_flags={"endpoint": "http://127.0.0.1:9", "request-timeout": 2},
+                    deploy_fleet_wait=10)
+    assert waited.rc != 0 and waited.out.count("FAILED - RETRYING") == 2, waited.out[-4000:]
+    broken = deploy(cluster, [{"name": "broken.service", "content": "[Service\n"}], deploy_fleet_wait=10)
+    assert broken.rc != 0 and "RETRYING" not in broken.out
     assert etcd(cluster)["index"] == before
 
 
