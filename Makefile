@@ -21,7 +21,9 @@ demo: setup-runtime
 	$(PLAYBOOK) playbooks/launch.yml $(DEMO_VARS)
 	@echo
 	@echo "The demo cluster runs in the local sandbox (state in $(COREOS_EC2_SANDBOX_DIR))."
-	@echo "Clean up: make sandbox-stop    (stops the EC2 emulator and the discovery etcd; the emulator forgets the cluster)"
+	@echo "Look:     .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=inspect"
+	@echo "Clean up: .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=cleanup -e confirm=yes"
+	@echo "          make sandbox-stop    (stops the EC2 emulator and the discovery etcd; the emulator forgets the cluster)"
 	@echo "          rm -rf $(COREOS_EC2_SANDBOX_DIR)    (also removes the sandbox key pair and discovery data)"
 
 sandbox: setup-runtime
