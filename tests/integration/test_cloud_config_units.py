@@ -454,17 +454,23 @@ esac
 """
 
 
-@pytest.mark.parametrize("image_dir", ["/usr/local/bin", "/opt/fleet"])
-def test_fleet_install_copies_both_binaries(tmp_path, image_dir):
+def _fleet_install(tmp_path):
+    """The install script beside a fake docker that serves tmp_path/image; (script, image root, dest, log, env)."""
     image_root, dest, fake_bin = tmp_path / "image", tmp_path / "opt-bin", tmp_path / "bin"
-    for binary in ("fleetd", "fleetctl"):
-        _write(image_root / image_dir.lstrip("/") / binary, f"#!/bin/sh\necho {binary}\n", 0o644)
     _write(fake_bin / "docker", FAKE_DOCKER, 0o755)
     script = tmp_path / "coreos-fleet-install"
     _write(script, cc.FLEET_INSTALL_SCRIPT, 0o755)
     log = tmp_path / "docker.log"
     env = dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}", FLEET_BIN_DIR=str(dest),
                FAKE_IMAGE_ROOT=str(image_root), FAKE_DOCKER_LOG=str(log))
+    return script, image_root, dest, log, env
+
+
+@pytest.mark.parametrize("image_dir", ["/usr/local/bin", "/opt/fleet"])
+def test_fleet_install_copies_both_binaries(tmp_path, image_dir):
+    script, image_root, dest, log, env = _fleet_install(tmp_path)
+    for binary in ("fleetd", "fleetctl"):
+        _write(image_root / image_dir.lstrip("/") / binary, f"#!/bin/sh\necho {binary}\n", 0o644)
 
     run = _run([str(script), cc.DEFAULT_FLEET_IMAGE], env=env)
     assert run.returncode == 0, run.stderr
@@ -480,14 +486,8 @@ def test_fleet_install_copies_both_binaries(tmp_path, image_dir):
 
 
 def test_fleet_install_fails_when_the_image_lacks_a_binary(tmp_path):
-    image_root, dest, fake_bin = tmp_path / "image", tmp_path / "opt-bin", tmp_path / "bin"
+    script, image_root, dest, log, env = _fleet_install(tmp_path)
     _write(image_root / "usr/local/bin/fleetd", "#!/bin/sh\n", 0o755)
-    _write(fake_bin / "docker", FAKE_DOCKER, 0o755)
-    script = tmp_path / "coreos-fleet-install"
-    _write(script, cc.FLEET_INSTALL_SCRIPT, 0o755)
-    log = tmp_path / "docker.log"
-    env = dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}", FLEET_BIN_DIR=str(dest),
-               FAKE_IMAGE_ROOT=str(image_root), FAKE_DOCKER_LOG=str(log))
     run = _run([str(script), "example.invalid/fleet:broken"], env=env)
     assert run.returncode == 1
     assert "no fleetctl in example.invalid/fleet:broken" in run.stderr
