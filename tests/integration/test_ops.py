@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ec2_proxy import EC2Proxy, Fault
@@ -69,6 +71,12 @@ def test_inspect_shows_machines_volumes_rules_and_masked_discovery(sandbox, clus
     assert "Discovery: " + url.rsplit("/", 1)[0] in run.out and "(masked)" in run.out
     assert url not in run.out
     assert "not probed" in run.out
+    # With SSH probes on (the default on AWS), machines nobody can reach are reported, and the action succeeds.
+    probed = ops(sandbox, "ops-a", "inspect", ops_probe_ssh=True)
+    assert probed.rc == 0, probed.out[-4000:]
+    for m in machines:
+        assert re.search(rf'"  {m["InstanceId"]}\s+unreachable: ', probed.out), probed.out[-4000:]
+    assert "Fleet: not read (no machine answered over SSH)" in probed.out
 
 
 def test_stop_start_round_trip_touches_only_this_cluster(sandbox, clusters):
