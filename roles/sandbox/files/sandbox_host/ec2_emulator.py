@@ -1,0 +1,69 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sandbox's EC2 API: moto's server, with two settings AWS has and moto lacks.
+
+    python -m sandbox_host.ec2_emulator -H 127.0.0.1 -p PORT      (moto.server's own options)
+
+1. The default VPC's address range (COREOS_EC2_SANDBOX_NETWORK, e.g. 10.131.0.0/16; moto fixes it at
+   172.31.0.0/16, the range real hosts on AWS sit in). Instances get their private IPs from it, and the
+   sandbox host puts each instance's node at that address on its bridge.
+2. An instance launched without a subnet goes into the default subnet of its zone, as on AWS; moto gives it
+   a random 10.x.x.x address outside every subnet instead ("EC2-Classic"), which no node could hold.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from typing import Any
+
+NETWORK_ENV = "COREOS_EC2_SANDBOX_NETWORK"
+
+
+def patch_moto(network: str | None) -> None:
+    """Apply both settings to moto's EC2 backend classes (before the server creates any backend)."""
+    from moto.ec2.models.instances import InstanceBackend  # pylint: disable=import-outside-toplevel
+    from moto.ec2.models.vpcs import VPCBackend  # pylint: disable=import-outside-toplevel
+
+    if network:
+        cidr = str(ipaddress.ip_network(network))
+        original_create_vpc = VPCBackend.create_vpc
+
+        def create_default_vpc(self: Any) -> Any:
+            # Same steps as moto's own create_default_vpc, with our range instead of 172.31.0.0/16.
+            if self.describe_vpcs(filters={"is-default": ["true"]}):
+                return original_create_default_vpc(self)  # raises DefaultVpcAlreadyExists, as moto does
+            vpc = original_create_vpc(self, cidr_block=cidr, is_default=True)
+            for zone in self.describe_availability_zones():
+                self.create_default_subnet(zone.name)
+            return vpc
+
+        original_create_default_vpc = VPCBackend.create_default_vpc
+        VPCBackend.create_default_vpc = create_default_vpc  # type: ignore[method-assign]
+
+    original_run_instances = InstanceBackend.run_instances
+
+    def run_instances(self: Any, image_id: str, count: int, user_data: Any, security_group_names: list[str],
+                      **kwargs: Any) -> Any:
+        nics = kwargs.get("nics") or {}
+        nic_subnet = any("SubnetId" in nic for nic in (nics.values() if isinstance(nics, dict) else nics))
+        if not kwargs.get("subnet_id") and not nic_subnet and not kwargs.get("launch_template"):
+            subnets = self.get_default_subnets()
+            zone = kwargs.get("placement") or (sorted(subnets)[0] if subnets else None)
+            if zone in subnets:
+                kwargs["subnet_id"] = subnets[zone].id
+        return original_run_instances(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> None:
+    patch_moto(os.environ.get(NETWORK_ENV) or None)
+    from moto.server import main as moto_main  # pylint: disable=import-outside-toplevel
+
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
