@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DOUBLE = Path(__file__).with_name("fleetctl_double.py")
+DOUBLE = Path(__file__).resolve().parents[2] / "roles" / "sandbox" / "files" / "node-image" / "opt" / "bin" / "fleetctl.py"
 NODE_PATH = "/opt/bin/fleetctl"
 
 

@@ -1,6 +1,6 @@
 # Copyright: coreos_ec2.cluster contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tests of the fleetctl test double (tests/nodes/fleetctl_double.py) against a real etcd.
+"""Tests of the fleetctl test double (roles/sandbox/files/node-image/opt/bin/fleetctl.py, the node image's fleetctl) against a real etcd.
 
 The double is run as the nodes run it: as an executable, configured through FLEETCTL_* variables.
 Expectations come from fleet's sources and documentation (named at each test), and the registry is
