@@ -5,6 +5,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export COREOS_EC2_SANDBOX_DIR ?= $(CURDIR)/.sandbox
+# The nodes' Debian root file system, built once (about 200 MB); `make clean` removes it with .build.
+export COREOS_EC2_IMAGE_CACHE ?= $(CURDIR)/.build/nodes
 PLAYBOOK := $(BIN)/ansible-playbook
 DEMO_VARS := -e cluster_name=demo -e cluster_size=3 -e instance_type=c4.large -e key_name=coreos-sandbox \
 	-e cloud_config=./config/cloud-config.example -e '{"ssh_allowed_cidrs": ["127.0.0.1/32"]}'
@@ -18,12 +20,18 @@ setup-runtime:
 	tools/setup.sh runtime
 
 demo: setup-runtime
+	@echo "==> Starting the sandbox (EC2 emulator, discovery service, node host; the first start builds the node image)"
+	$(PLAYBOOK) playbooks/sandbox.yml
+	@echo "==> Launching the 3-machine cluster 'demo' (each instance boots a node that runs its user data)"
 	$(PLAYBOOK) playbooks/launch.yml $(DEMO_VARS)
+	@echo "==> Waiting for etcd, flannel and the data volumes on every machine, then inspecting the cluster"
+	$(PLAYBOOK) playbooks/ops.yml -e cluster_name=demo -e action=inspect -e ops_probe_wait=180
 	@echo
 	@echo "The demo cluster runs in the local sandbox (state in $(COREOS_EC2_SANDBOX_DIR))."
+	@echo "Log in:   ssh -i $(COREOS_EC2_SANDBOX_DIR)/coreos-sandbox core@<private IP>   (e.g. etcdctl member list)"
 	@echo "Look:     .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=inspect"
 	@echo "Clean up: .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=cleanup -e confirm=yes"
-	@echo "          make sandbox-stop    (stops the EC2 emulator and the discovery etcd; the emulator forgets the cluster)"
+	@echo "          make sandbox-stop    (stops the sandbox; its emulator forgets the cluster, its nodes and volumes go)"
 	@echo "          rm -rf $(COREOS_EC2_SANDBOX_DIR)    (also removes the sandbox key pair and discovery data)"
 
 sandbox: setup-runtime

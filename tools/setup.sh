@@ -10,12 +10,13 @@ profile=${1:-dev}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-# Debian packages: etcd-server is the sandbox's discovery service, openssh-client makes the sandbox key;
-# for tests: shellcheck (ansible-test's shebang/shellcheck sanity test counts as passed without it) and
-# systemd (systemd-analyze verify for the generated units); systemd-container, debootstrap, iproute2 and
-# util-linux for the test nodes (tests/nodes: systemd-nspawn machines on a private bridge).
-apt_pkgs=(etcd-server openssh-client)
-[ "$profile" = dev ] && apt_pkgs+=(shellcheck systemd systemd-container debootstrap iproute2 util-linux)
+# Debian packages. The sandbox: etcd-server and etcd-discovery (the discovery service), openssh-client (the
+# sandbox key, SSH to the nodes), and for its nodes systemd-container (systemd-nspawn), debootstrap (the node
+# image), iproute2 (the bridge), util-linux (loop devices for volumes) and nftables (the metadata address).
+# For tests also shellcheck (ansible-test's shebang/shellcheck sanity test counts as passed without it) and
+# systemd (systemd-analyze verify for the generated units).
+apt_pkgs=(etcd-server etcd-discovery openssh-client systemd-container debootstrap iproute2 util-linux nftables)
+[ "$profile" = dev ] && apt_pkgs+=(shellcheck systemd)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,7 +27,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   echo "setup: installing ${missing[*]} with apt"
-  # policy-rc.d keeps the Debian etcd service from starting: the sandbox runs its own etcd.
+  # policy-rc.d keeps Debian's etcd and etcd-discovery services from starting: the sandbox runs its own.
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.coreos-ec2 && chmod +x /usr/sbin/policy-rc.d.coreos-ec2
   had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
   [ "$had_policy" = 1 ] || cp /usr/sbin/policy-rc.d.coreos-ec2 /usr/sbin/policy-rc.d

@@ -262,10 +262,24 @@ def add_volume_sizes(rows: list[dict[str, Any]], volumes: list[dict[str, Any]] |
 
 
 PROBE_SEPARATOR = "--- fleet"
+# The probe prints etcd's health first, then sections each headed by a line `--- <name>`.
+PROBE_SECTIONS = ("fleet", "members", "flannel", "ebs", "failed")
+# raw over a tty ends lines with CRLF
+_SECTION_RE = re.compile(r"^--- (" + "|".join(PROBE_SECTIONS) + r")[ \t\r]*$", re.M)
+
+
+def probe_sections(out: str) -> dict[str, str]:
+    """The probe's output by section: 'etcd' (what came before the first header) and every `--- name` section."""
+    parts = _SECTION_RE.split(out)
+    sections = {"etcd": parts[0].strip()}
+    for name, text in zip(parts[1::2], parts[2::2]):
+        sections[name] = text.strip()
+    return sections
 
 
 def probe_results(results: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """Per machine id: what one SSH probe (etcd health, then fleet's machine list) found.
+    """Per machine id: what one SSH probe (etcd health, then fleet's machine list and, from probes that ask
+    for them, etcd's members, flannel's network and subnet, the data volume's mount and failed units) found.
 
     `results` is the `results` list of a looped raw task over the cluster's rows (each result carries its row as
     `item`); unreachable machines and failed commands are reported, never raised.
@@ -278,10 +292,11 @@ def probe_results(results: list[dict[str, Any]] | None) -> dict[str, dict[str, A
         if result.get("unreachable"):
             probes[item["id"]] = {"reachable": False, "etcd": "", "fleet": "", "error": str(result.get("msg", "unreachable"))}
             continue
-        out = str(result.get("stdout") or "")
-        etcd, _sep, fleet = out.partition(PROBE_SEPARATOR)
+        sections = probe_sections(str(result.get("stdout") or ""))
         error = "" if result.get("rc", 0) == 0 else f"exit {result.get('rc')}: {str(result.get('stderr') or '').strip()}"
-        probes[item["id"]] = {"reachable": True, "etcd": etcd.strip(), "fleet": fleet.strip(), "error": error}
+        probe = {"reachable": True, "etcd": sections.pop("etcd"), "fleet": sections.pop("fleet", ""), "error": error}
+        probe.update(sections)
+        probes[item["id"]] = probe
     return probes
 
 

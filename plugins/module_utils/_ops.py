@@ -488,6 +488,28 @@ def _probe_text(probe: Any) -> str:
     return text + (f", error: {error}" if error != NOT_SET else "")
 
 
+# What a probe may also report, in the order of the report, and how each is labelled.
+_PROBE_DETAILS = (("members", "etcd members"), ("flannel", "flannel"), ("ebs", "/media/ebs"), ("failed", "failed units"))
+
+
+def _probe_details(probe: Any) -> List[str]:
+    """Indented lines for the sections a probe reported beyond etcd's health and fleet (one line per member)."""
+    if not isinstance(probe, Mapping) or not probe.get("reachable", True):
+        return []
+    lines: List[str] = []
+    for key, label in _PROBE_DETAILS:
+        if key not in probe:
+            continue
+        values = [line.strip() for line in str(probe[key]).splitlines() if line.strip()]
+        if key == "failed" and not values:
+            values = ["none"]
+        if key == "ebs" and not values:
+            values = ["not mounted"]
+        lines.append(f"    {label}: {values[0] if values else NOT_SET}")
+        lines += [f"    {' ' * len(label)}  {value}" for value in values[1:]]
+    return lines
+
+
 def _fleet_lines(fleet: Any) -> List[str]:
     """fleet's view (a fleet_info result: machines, unit_files), or why there is none."""
     if not isinstance(fleet, Mapping) or not fleet:
@@ -548,7 +570,9 @@ def inspect_table(rows: Any, security_group: Any = None, discovery_url: Any = ""
     if machines:
         lines.append("")
         lines.append("Probes:")
-        lines += _aligned([[str(row["id"]), _probe_text(probes.get(row["id"]))] for row in machines], indent="  ")
+        for row in machines:
+            lines += _aligned([[str(row["id"]), _probe_text(probes.get(row["id"]))]], indent="  ")
+            lines += _probe_details(probes.get(row["id"]))
     lines += _fleet_lines(fleet)
     return "\n".join(lines)
 
