@@ -170,7 +170,9 @@ def request_region(headers: Any) -> str | None:
 
 
 def instance_ids(params: dict[str, list[str]]) -> list[str]:
-    return [values[0] for key, values in sorted(params.items()) if re.fullmatch(r"InstanceId\.\d+", key)]
+    numbered = [(int(key.split(".")[1]), values[0]) for key, values in params.items()
+                if re.fullmatch(r"InstanceId\.\d+", key)]
+    return [value for _n, value in sorted(numbered)]
 
 
 class ApiFront:

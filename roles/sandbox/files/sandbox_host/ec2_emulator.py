@@ -42,6 +42,26 @@ def patch_moto(network: str | None) -> None:
         original_create_default_vpc = VPCBackend.create_default_vpc
         VPCBackend.create_default_vpc = create_default_vpc  # type: ignore[method-assign]
 
+    from moto.ec2.models.subnets import SubnetBackend  # pylint: disable=import-outside-toplevel
+
+    original_create_default_subnet = SubnetBackend.create_default_subnet
+
+    def create_default_subnet(self: Any, availability_zone: str) -> Any:
+        # moto cuts one /20 per zone, which a /24 range has none of and a /18 too few for six zones: cut as many
+        # equal blocks as the region has zones (/20 where the range allows, as AWS's default subnets are).
+        vpc = self.get_default_vpc()
+        existing = self.get_default_subnets()
+        if vpc is None or availability_zone in existing:
+            return original_create_default_subnet(self, availability_zone)  # moto's own errors
+        net = ipaddress.ip_network(vpc.cidr_block)
+        zones = len(self.describe_availability_zones())
+        prefix = max(20, net.prefixlen + max(1, (zones - 1).bit_length()))
+        blocks = list(net.subnets(new_prefix=prefix))
+        return self.create_subnet(vpc_id=vpc.id, cidr_block=str(blocks[len(existing)]),
+                                  availability_zone=availability_zone)
+
+    SubnetBackend.create_default_subnet = create_default_subnet  # type: ignore[method-assign]
+
     original_run_instances = InstanceBackend.run_instances
 
     def run_instances(self: Any, image_id: str, count: int, user_data: Any, security_group_names: list[str],
