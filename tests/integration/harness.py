@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
 
@@ -62,10 +62,18 @@ def run_playbook(playbook: str, extra_vars: dict, *args: str, env: dict | None =
 
 @dataclass
 class Sandbox:
+    """A private sandbox on free ports. API only unless `nodes` (then on its own bridge and address range, so
+    that it meets neither a developer's sandbox nor another test's)."""
+
     state_dir: str
     ec2_port: int
     etcd_port: int
     etcd_peer_port: int
+    emulator_port: int = field(default_factory=lambda: free_port())
+    discovery_port: int = field(default_factory=lambda: free_port())
+    nodes: bool = False
+    bridge: str = "ce2tst0"
+    network: str = "10.132.0.0/16"
 
     @property
     def ec2_url(self) -> str:
@@ -77,7 +85,9 @@ class Sandbox:
 
     def vars(self, **extra: object) -> dict:
         v = {"target": "sandbox", "sandbox_dir": self.state_dir, "sandbox_ec2_port": self.ec2_port,
-             "sandbox_etcd_port": self.etcd_port, "sandbox_etcd_peer_port": self.etcd_peer_port}
+             "sandbox_etcd_port": self.etcd_port, "sandbox_etcd_peer_port": self.etcd_peer_port,
+             "sandbox_emulator_port": self.emulator_port, "sandbox_discovery_port": self.discovery_port,
+             "sandbox_nodes": self.nodes, "sandbox_bridge": self.bridge, "sandbox_network": self.network}
         v.update(extra)
         return v
 
