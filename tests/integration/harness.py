@@ -69,8 +69,8 @@ class Sandbox:
     ec2_port: int
     etcd_port: int
     etcd_peer_port: int
-    emulator_port: int = field(default_factory=lambda: free_port())
-    discovery_port: int = field(default_factory=lambda: free_port())
+    emulator_port: int = field(default_factory=free_port)
+    discovery_port: int = field(default_factory=free_port)
     nodes: bool = False
     bridge: str = "ce2tst0"
     network: str = "10.132.0.0/16"

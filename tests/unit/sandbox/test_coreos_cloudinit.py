@@ -190,11 +190,11 @@ def test_imdsv2_token_on_every_get_and_metadata_applied(tmp_path, imds):
     method, path, headers = imds.requests[0]
     assert (method, path, headers["x-aws-ec2-metadata-token-ttl-seconds"]) == ("PUT", "/latest/api/token", "21600")
     gets = [request for request in imds.requests if request[0] == "GET"]
-    assert [path for _, path, _ in gets] == [
+    assert [request[1] for request in gets] == [
         "/2009-04-04/user-data", "/2009-04-04/meta-data/public-keys",
         "/2009-04-04/meta-data/public-keys/0/openssh-key", "/2009-04-04/meta-data/public-keys/1/openssh-key",
         "/2009-04-04/meta-data/hostname", "/2009-04-04/meta-data/local-ipv4", "/2009-04-04/meta-data/public-ipv4"]
-    assert all(headers.get("x-aws-ec2-metadata-token") == "TOKEN-123" for _, _, headers in gets)
+    assert all(request[2].get("x-aws-ec2-metadata-token") == "TOKEN-123" for request in gets)
     assert (root / "etc/addr").read_text() == "10.0.0.5 203.0.113.9"
     assert (root / "etc/hostname").read_text() == "ip-10-0-0-5\n"
     assert runner.calls[0] == ["hostname", "ip-10-0-0-5"]
@@ -206,18 +206,18 @@ def test_imdsv2_token_on_every_get_and_metadata_applied(tmp_path, imds):
 @pytest.mark.parametrize("status", [403, 404, 405])
 def test_imdsv1_when_the_token_is_refused(tmp_path, imds, status, capsys):
     imds.ec2(b"#cloud-config\n", token_status=status)
-    code, _, root = run_imds(tmp_path, imds)
+    code, _runner, root = run_imds(tmp_path, imds)
     assert code == 0
     assert "No IMDSv2 token (HTTP %d), using IMDSv1" % status in capsys.readouterr().err
     gets = [request for request in imds.requests if request[0] == "GET"]
     assert len(gets) == 7
-    assert not any("x-aws-ec2-metadata-token" in headers for _, _, headers in gets)
+    assert not any("x-aws-ec2-metadata-token" in request[2] for request in gets)
     assert (root / "home/core/.ssh/authorized_keys").exists()
 
 
 def test_token_answer_other_than_refusal_fails(tmp_path, imds, capsys):
     imds.ec2(b"#cloud-config\n", token_status=400)
-    code, _, root = run_imds(tmp_path, imds)
+    code, _runner, root = run_imds(tmp_path, imds)
     assert code == 1
     assert "Failed to get an IMDSv2 token" in capsys.readouterr().err
     assert not (root / "home").exists()
@@ -329,7 +329,7 @@ def test_unrecognized_user_data_fails_after_the_metadata_keys(tmp_path, imds, ca
 
 
 def test_gzip_user_data(tmp_path):
-    code, _, root = run_file(tmp_path, gzip.compress(b"#cloud-config\nhostname: zipped\n"))
+    code, _runner, root = run_file(tmp_path, gzip.compress(b"#cloud-config\nhostname: zipped\n"))
     assert code == 0
     assert (root / "etc/hostname").read_text() == "zipped\n"
 
@@ -373,7 +373,7 @@ def test_ssh_keys_merged_into_authorized_keys_like_update_ssh_keys(tmp_path):
     ssh = tmp_path / "root/home/core/.ssh"
     ssh.mkdir(parents=True)
     (ssh / "authorized_keys").write_text("ssh-rsa AAAAold by-hand\n")
-    code, _, root = run_file(tmp_path, "#cloud-config\nssh_authorized_keys:\n  - %s\n  - %s\n" % (KEY_A, KEY_B))
+    code, _runner, root = run_file(tmp_path, "#cloud-config\nssh_authorized_keys:\n  - %s\n  - %s\n" % (KEY_A, KEY_B))
     assert code == 0
     keys_d = ssh / "authorized_keys.d"
     assert (keys_d / "coreos-cloudinit").read_text() == KEY_A + "\n" + KEY_B + "\n"
@@ -384,7 +384,7 @@ def test_ssh_keys_merged_into_authorized_keys_like_update_ssh_keys(tmp_path):
     assert mode(keys_d / "coreos-cloudinit") == 0o600
     # A second boot rewrites our file and keeps the others.
     (keys_d / "zz-extra").write_text("ssh-ed25519 AAAAextra")
-    code, _, _ = run_file(tmp_path, "#cloud-config\nssh_authorized_keys: [%s]\n" % KEY_B)
+    code, _runner, _root = run_file(tmp_path, "#cloud-config\nssh_authorized_keys: [%s]\n" % KEY_B)
     assert (ssh / "authorized_keys").read_text() == KEY_B + "\nssh-rsa AAAAold by-hand\nssh-ed25519 AAAAextra\n"
 
 
@@ -410,7 +410,7 @@ _PAYLOAD = b"line one\nline two\n"
     ("", b"", 0o644),
 ])
 def test_write_files(tmp_path, entry, data, file_mode):
-    code, _, root = run_file(tmp_path, "#cloud-config\nwrite_files:\n  - path: /etc/deep/dir/f\n    %s\n" % entry)
+    code, _runner, root = run_file(tmp_path, "#cloud-config\nwrite_files:\n  - path: /etc/deep/dir/f\n    %s\n" % entry)
     assert code == 0
     path = root / "etc/deep/dir/f"
     assert (path.read_bytes(), mode(path)) == (data, file_mode)
@@ -424,8 +424,8 @@ def test_write_files_owner_and_overwrite(tmp_path):
     target.parent.mkdir(parents=True)
     target.write_text("old")
     for owner in (me.pw_name, "%d:%d" % (os.getuid(), os.getgid()), os.getuid()):
-        code, _, root = run_file(tmp_path, "#cloud-config\nwrite_files:\n  - {path: /etc/f, owner: '%s', "
-                                 "content: new}\n" % owner)
+        code, _runner, root = run_file(tmp_path, "#cloud-config\nwrite_files:\n  - {path: /etc/f, owner: '%s', "
+                                       "content: new}\n" % owner)
         assert code == 0
         assert (target.read_text(), target.stat().st_uid) == ("new", os.getuid())
 
@@ -475,7 +475,7 @@ coreos:
 
 
 def test_units_are_written(tmp_path):
-    code, _, root = run_file(tmp_path, UNITS)
+    code, _runner, root = run_file(tmp_path, UNITS)
     assert code == 0
     etc, run = root / "etc/systemd/system", root / "run/systemd/system"
     assert (etc / "etcd-member.service.d/20-clct-etcd-member.conf").read_text() == (
@@ -490,7 +490,7 @@ def test_units_are_written(tmp_path):
 
 
 def test_systemctl_calls_in_order(tmp_path, capsys):
-    code, runner, _ = run_file(tmp_path, UNITS)
+    code, runner, _root = run_file(tmp_path, UNITS)
     assert code == 0
     assert runner.calls == [
         ["systemctl", "daemon-reload"],
@@ -522,8 +522,8 @@ def test_first_failing_enable_stops_the_run(tmp_path, capsys):
 
 def test_failing_command_stops_the_run(tmp_path):
     runner = Recorder({("systemctl", "start", "--no-block", "a.service"): (5, "Unit a.service not found.")})
-    code, runner, _ = run_file(tmp_path, "#cloud-config\ncoreos:\n  units:\n    - {name: a.service, command: start}\n"
-                               "    - {name: b.service, command: start}\n", runner=runner)
+    code, runner, _root = run_file(tmp_path, "#cloud-config\ncoreos:\n  units:\n    - {name: a.service, command: start}\n"
+                                   "    - {name: b.service, command: start}\n", runner=runner)
     assert code == 1
     assert runner.calls[-1] == ["systemctl", "start", "--no-block", "a.service"]
 
@@ -534,8 +534,8 @@ def test_mask_replaces_a_file_and_runtime_unmasks(tmp_path):
     run.mkdir(parents=True)
     (etc / "a.service").write_text("[Service]\n")
     os.symlink("/dev/null", run / "b.service")
-    code, _, _ = run_file(tmp_path, "#cloud-config\ncoreos:\n  units:\n    - {name: a.service, mask: true}\n"
-                          "    - {name: b.service, runtime: true}\n")
+    code, _runner, _root = run_file(tmp_path, "#cloud-config\ncoreos:\n  units:\n    - {name: a.service, mask: true}\n"
+                                    "    - {name: b.service, runtime: true}\n")
     assert code == 0
     assert os.readlink(etc / "a.service") == "/dev/null"
     assert not os.path.lexists(run / "b.service")
@@ -552,10 +552,10 @@ def test_without_a_runner_nothing_runs_outside_root_slash(tmp_path, capsys):
 
 
 def test_skipped_keys_are_logged(tmp_path, capsys):
-    code, runner, _ = run_file(tmp_path, "#cloud-config\nusers: [{name: bob}]\nmanage_etc_hosts: localhost\n"
-                               "mystery: 1\ncoreos:\n  etcd2: {name: a}\n  fleet: {}\n  update:\n"
-                               "    reboot-strategy: etcd-lock\n  locksmith: {}\n  flannel: {}\n  oem: {}\n"
-                               "  etcd: {}\n  units: []\n")
+    code, runner, _root = run_file(tmp_path, "#cloud-config\nusers: [{name: bob}]\nmanage_etc_hosts: localhost\n"
+                                   "mystery: 1\ncoreos:\n  etcd2: {name: a}\n  fleet: {}\n  update:\n"
+                                   "    reboot-strategy: etcd-lock\n  locksmith: {}\n  flannel: {}\n  oem: {}\n"
+                                   "  etcd: {}\n  units: []\n")
     assert code == 0
     err = capsys.readouterr().err
     for key in ("users", "manage_etc_hosts", "mystery", "coreos.etcd2", "coreos.fleet", "coreos.update",
@@ -575,7 +575,7 @@ def test_bad_yaml_names_the_line_and_applies_nothing(tmp_path, text, line, capsy
     assert code == 1
     assert "line %d: error:" % line in capsys.readouterr().err
     assert runner.calls == [] and list(root.iterdir()) == []
-    code, _, _ = run_file(tmp_path, text, "--validate")
+    code, _runner, _root = run_file(tmp_path, text, "--validate")
     assert code == 1
     assert "line %d: error:" % line in capsys.readouterr().out
 

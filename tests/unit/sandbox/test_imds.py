@@ -267,8 +267,8 @@ def test_unauthorized(service, case):
         "bad token": (OTHER_IP, {"X-aws-ec2-metadata-token": "AQAEAnotatoken=="}),
         "bad token, tokens optional": (NODE_IP, {"X-aws-ec2-metadata-token": "AQAEAnotatoken=="}),
         "token of another instance": (OTHER_IP, {"X-aws-ec2-metadata-token": token(service, NODE_IP)}),
-        "token of another instance, tokens optional": (NODE_IP, {"X-aws-ec2-metadata-token": token(service,
-                                                                                                    OTHER_IP)}),
+        "token of another instance, tokens optional": (
+            NODE_IP, {"X-aws-ec2-metadata-token": token(service, OTHER_IP)}),
         "empty token": (NODE_IP, {"X-aws-ec2-metadata-token": ""}),
     }[case]
     status, headers_out, answer = service.handle("GET", path, headers, ip)

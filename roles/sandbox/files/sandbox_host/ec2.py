@@ -119,7 +119,8 @@ class EmulatorReader:
     def client(self, region: str) -> Any:
         with self._lock:
             if region not in self._clients:
-                import boto3  # pylint: disable=import-outside-toplevel  (only the host process needs it)
+                # Imported here: only the host process needs boto3, not the tests of the pure parts.
+                import boto3  # pylint: disable=import-outside-toplevel
                 from botocore.config import Config  # pylint: disable=import-outside-toplevel
 
                 self._clients[region] = boto3.client(

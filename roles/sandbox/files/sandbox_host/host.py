@@ -596,7 +596,7 @@ class Host:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sandbox_host", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sandbox_host", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--listen", default="127.0.0.1:5000", help="HOST:PORT of the sandbox's EC2 endpoint")
     parser.add_argument("--emulator", required=True, help="HOST:PORT of the EC2 emulator behind it")

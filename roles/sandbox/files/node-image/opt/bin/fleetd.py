@@ -280,8 +280,8 @@ class Registry:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def machine_key(self, machine_id: str) -> str:
-        return "/" + "/".join(part.strip("/") for part in (self.config.etcd_key_prefix, "machines", machine_id,
-                                                            "object") if part.strip("/"))
+        parts = (self.config.etcd_key_prefix, "machines", machine_id, "object")
+        return "/" + "/".join(part.strip("/") for part in parts if part.strip("/"))
 
     def _put(self, key: str, form: dict[str, str]) -> str:
         """The endpoint that took the write; EtcdFailure when none did or etcd refused it."""

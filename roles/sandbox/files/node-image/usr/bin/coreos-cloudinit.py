@@ -628,7 +628,7 @@ def ensure_dir(path: str, mode: int = 0o755) -> None:
 
 def resolve_owner(owner: str) -> tuple:
     """(uid, gid) for "user", "user:group" or numeric ids; -1 leaves that id as it is, as chown does."""
-    user, _, group = owner.partition(":")
+    user, _sep, group = owner.partition(":")
     uid = gid = -1
     try:
         if user:
