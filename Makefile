@@ -63,6 +63,7 @@ integration:
 bench: setup
 	$(BIN)/python tools/bench.py
 	$(BIN)/python tools/bench_deploy.py
+	$(BIN)/python tools/bench_boot.py
 
 clean: sandbox-stop
 	rm -rf .build .sandbox tests/output .ansible

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import add_volume_sizes, instance_rows, probe_results
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import (
+    add_volume_sizes, instance_rows, probe_results, sandbox_probe_plan,
+)
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery import find_discovery_in_user_data
 
 
@@ -20,4 +22,5 @@ class FilterModule:
             "discovery_of_user_data": discovery_of_user_data,
             "add_volume_sizes": add_volume_sizes,
             "probe_results": probe_results,
+            "sandbox_probe_plan": sandbox_probe_plan,
         }

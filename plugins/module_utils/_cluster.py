@@ -277,12 +277,40 @@ def probe_sections(out: str) -> dict[str, str]:
     return sections
 
 
-def probe_results(results: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def sandbox_probe_plan(rows: list[dict[str, Any]], host_status: dict[str, Any] | None) -> dict[str, Any]:
+    """Which running machines of a sandbox cluster to probe over SSH, and why the others are not.
+
+    Only a machine whose address a node of the sandbox holds (the host's status says its node runs) is asked:
+    the emulator's other addresses belong to nobody here and must never be connected to.
+    """
+    status = host_status or {}
+    nodes = status.get("instances") or {}
+    probe, no_node = [], {}
+    for row in rows:
+        if row.get("state") != "running":
+            continue
+        node = nodes.get(row.get("id")) or {}
+        if node.get("state") == "running" and node.get("ip") == row.get("private_ip"):
+            probe.append(row)
+            continue
+        if status.get("mode") != "nodes":
+            why = f"the sandbox runs API only: {status.get('reason') or 'its host is not running'}"
+        elif node:
+            why = f"its node is {node.get('state')}" + (f": {node['reason']}" if node.get("reason") else "")
+        else:
+            why = "the sandbox has not started a node for it yet"
+        no_node[str(row.get("id"))] = f"no node behind it on the sandbox ({why})"
+    return {"probe": probe, "no_node": no_node}
+
+
+def probe_results(results: list[dict[str, Any]] | None, not_probed: dict[str, str] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """Per machine id: what one SSH probe (etcd health, then fleet's machine list and, from probes that ask
     for them, etcd's members, flannel's network and subnet, the data volume's mount and failed units) found.
 
     `results` is the `results` list of a looped raw task over the cluster's rows (each result carries its row as
-    `item`); unreachable machines and failed commands are reported, never raised.
+    `item`); unreachable machines and failed commands are reported, never raised. `not_probed` maps the ids of
+    machines that were deliberately not asked to the reason, reported as unreachable.
     """
     probes: dict[str, dict[str, Any]] = {}
     for result in results or []:
@@ -297,6 +325,8 @@ def probe_results(results: list[dict[str, Any]] | None) -> dict[str, dict[str, A
         probe = {"reachable": True, "etcd": sections.pop("etcd"), "fleet": sections.pop("fleet", ""), "error": error}
         probe.update(sections)
         probes[item["id"]] = probe
+    for instance_id, why in (not_probed or {}).items():
+        probes.setdefault(instance_id, {"reachable": False, "etcd": "", "fleet": "", "error": why})
     return probes
 
 

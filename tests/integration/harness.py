@@ -131,3 +131,11 @@ def discovery_url_of(text: str) -> str:
     m = re.search(r'ETCD_DISCOVERY=([^"\s]+)', text) or re.search(r"discovery:\s*(\S+)", text)
     assert m, "no discovery URL in user data"
     return m.group(1)
+
+
+def registry_key(discovery_url: str) -> str:
+    """Where a token lives in the sandbox's etcd: the etcd v2 key of an etcd_v2 URL, or the registry directory
+    the discovery.etcd.io server keeps for a public-protocol token."""
+    if "/v2/keys" in discovery_url:
+        return discovery_url.split("/v2/keys", 1)[1]
+    return "/_etcd/registry/" + discovery_url.rstrip("/").rsplit("/", 1)[1]

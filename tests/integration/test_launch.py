@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from etcd_procs import start_members
-from harness import TAG, cluster_instances, discovery_url_of, run_playbook, user_data
+from harness import TAG, cluster_instances, discovery_url_of, registry_key, run_playbook, user_data
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +83,9 @@ def test_user_data_carries_a_fresh_token_of_the_cluster_size(sandbox, launched):
     assert text.startswith("#cloud-config")
     assert "/media/ebs" in text and "10.1.0.0/16" in text
     url = discovery_url_of(text)
-    assert url.startswith(sandbox.etcd_url + "/v2/keys/_etcd/registry/")
-    key = url.split("/v2/keys", 1)[1]
+    # The public protocol, served on the sandbox by Debian's discovery.etcd.io server in front of its etcd.
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{sandbox.discovery_port}/[0-9a-f]{{32}}", url), url
+    key = registry_key(url)
     size = sandbox.etcd_get(key + "/_config/size")
     assert size and size["node"]["value"] == "3"
     # The discovery URL is a secret: it must not be printed.
@@ -116,7 +119,7 @@ def test_large_cluster_gets_a_token_for_its_etcd_members_and_is_never_resized(sa
     assert run.rc == 0, run.out[-6000:]
     machines = cluster_instances(ec2, "it-big")
     assert len(machines) == 7
-    key = discovery_url_of(user_data(ec2, machines[0]["InstanceId"])).split("/v2/keys", 1)[1]
+    key = registry_key(discovery_url_of(user_data(ec2, machines[0]["InstanceId"])))
     # Five voting members; the other two machines join etcd as proxies.
     assert sandbox.etcd_get(key + "/_config/size")["node"]["value"] == "5"
     shrink = run_playbook("launch.yml", launch_vars(sandbox, "it-big", cluster_size=4))
