@@ -189,3 +189,86 @@ def test_operations_need_no_size_or_machine_type():
     spec = c.cluster_spec("p-1", None, "us-east-1", None, regions=REGIONS)
     assert (spec["size"], spec["etcd_size"], spec["architecture"]) == (None, None, None)
     assert spec["instance_filters"]["tag:coreos-ec2-cluster"] == "p-1"
+
+
+# ---------------------------------------------------------------------------------------------------
+# SSH probes: sections of the probe's output, and which sandbox machines may be probed at all
+
+PROBE_OUT = (
+    "cluster is healthy\r\n--- members\r\na1: name=m1 peerURLs=http://10.131.0.4:2380\r\n"
+    "b2: name=m2 peerURLs=http://10.131.0.5:2380\r\n--- fleet\r\n1d6338ee... 10.131.0.4 cluster=demo\r\n"
+    "--- flannel\r\n{\"Network\": \"10.1.0.0/16\"}\r\nFLANNEL_SUBNET=10.1.9.1/24\r\n--- ebs\r\n/dev/xvdb ext4 /media/ebs\r\n"
+    "--- failed\r\n"
+)
+
+
+def test_probe_sections_split_on_their_headers_with_crlf():
+    assert c.probe_sections(PROBE_OUT) == {
+        "etcd": "cluster is healthy",
+        "members": "a1: name=m1 peerURLs=http://10.131.0.4:2380\r\nb2: name=m2 peerURLs=http://10.131.0.5:2380",
+        "fleet": "1d6338ee... 10.131.0.4 cluster=demo",
+        "flannel": '{"Network": "10.1.0.0/16"}\r\nFLANNEL_SUBNET=10.1.9.1/24',
+        "ebs": "/dev/xvdb ext4 /media/ebs",
+        "failed": "",
+    }
+
+
+@pytest.mark.parametrize("out, expected", [
+    ("cluster is healthy\n--- fleet\nm1", {"etcd": "cluster is healthy", "fleet": "m1"}),  # the old probe's shape
+    ("only etcd", {"etcd": "only etcd"}),
+    ("x\n--- unknown\ny", {"etcd": "x\n--- unknown\ny"}),  # only known headers split
+    ("", {"etcd": ""}),
+])
+def test_probe_sections_table(out, expected):
+    assert c.probe_sections(out) == expected
+
+
+def test_probe_results_keep_every_section_and_report_machines_not_asked():
+    results = [
+        {"item": {"id": "i-1"}, "stdout": PROBE_OUT, "rc": 0},
+        {"item": {"id": "i-2"}, "unreachable": True, "msg": "timed out"},
+        {"item": {"id": "i-3"}, "skipped": True},
+    ]
+    probes = c.probe_results(results, {"i-4": "no node behind it on the sandbox (x)", "i-1": "ignored"})
+    assert probes["i-1"]["reachable"] and probes["i-1"]["etcd"] == "cluster is healthy"
+    assert probes["i-1"]["ebs"] == "/dev/xvdb ext4 /media/ebs" and probes["i-1"]["failed"] == ""
+    assert probes["i-2"] == {"reachable": False, "etcd": "", "fleet": "", "error": "timed out"}
+    assert "i-3" not in probes
+    assert probes["i-4"] == {"reachable": False, "etcd": "", "fleet": "", "error": "no node behind it on the sandbox (x)"}
+
+
+ROWS = [
+    {"id": "i-1", "state": "running", "private_ip": "10.131.0.4"},
+    {"id": "i-2", "state": "running", "private_ip": "10.131.0.5"},
+    {"id": "i-3", "state": "stopped", "private_ip": "10.131.0.6"},
+    {"id": "i-4", "state": "running", "private_ip": "10.131.0.7"},
+    {"id": "i-5", "state": "running", "private_ip": "10.131.0.8"},
+]
+
+
+def test_sandbox_probe_plan_asks_only_machines_whose_address_a_running_node_holds():
+    status = {"mode": "nodes", "reason": "", "instances": {
+        "i-1": {"state": "running", "ip": "10.131.0.4"},
+        "i-2": {"state": "api-only", "ip": "10.131.0.5", "reason": "sandbox_max_nodes (10) nodes run already"},
+        "i-3": {"state": "stopped", "ip": "10.131.0.6"},
+        "i-4": {"state": "running", "ip": "10.131.9.9"},  # not the address the emulator reports: never connect
+    }}
+    plan = c.sandbox_probe_plan(ROWS, status)
+    assert [r["id"] for r in plan["probe"]] == ["i-1"]
+    assert plan["no_node"] == {
+        "i-2": "no node behind it on the sandbox (its node is api-only: sandbox_max_nodes (10) nodes run already)",
+        "i-4": "no node behind it on the sandbox (its node is running)",
+        "i-5": "no node behind it on the sandbox (the sandbox has not started a node for it yet)",
+    }
+
+
+@pytest.mark.parametrize("status, why", [
+    ({"mode": "api-only", "reason": "sandbox nodes need root"}, "the sandbox runs API only: sandbox nodes need root"),
+    ({}, "the sandbox runs API only: its host is not running"),
+    (None, "the sandbox runs API only: its host is not running"),
+])
+def test_sandbox_probe_plan_api_only(status, why):
+    plan = c.sandbox_probe_plan(ROWS, status)
+    assert plan["probe"] == []
+    assert set(plan["no_node"]) == {"i-1", "i-2", "i-4", "i-5"}
+    assert plan["no_node"]["i-1"] == f"no node behind it on the sandbox ({why})"

@@ -590,3 +590,38 @@ def test_inspect_table_says_why_fleet_was_not_read():
     report = o.inspect_table(TWO, SECURITY_GROUP, DISCOVERY_URL, PROBES, {"error": "no machine answered over SSH"})
     assert report.endswith("\n\nFleet: not read (no machine answered over SSH)")
     assert o.inspect_table(TWO, SECURITY_GROUP, DISCOVERY_URL, PROBES, {}) == EXPECTED_REPORT
+
+
+def test_inspect_table_shows_what_the_probe_found_per_machine():
+    probes = {"i-0a": {"reachable": True, "etcd": "cluster is healthy", "fleet": "m1 10.0.0.1", "error": "",
+                       "members": "a1: name=m1\nb2: name=m2", "flannel": '{"Network": "10.1.0.0/16"}\nFLANNEL_SUBNET=10.1.9.1/24',
+                       "ebs": "/dev/xvdb ext4 /media/ebs", "failed": ""}}
+    rows = [{"id": "i-0a", "state": "running", "launch_time": "2024-01-01"}]
+    lines = o.inspect_table(rows, None, "", probes).splitlines()
+    start = lines.index("Probes:")
+    assert lines[start + 1].startswith("  i-0a  etcd: cluster is healthy, fleet: m1 10.0.0.1")
+    assert lines[start + 2:start + 8] == [
+        "    etcd members: a1: name=m1",
+        "                  b2: name=m2",
+        '    flannel: {"Network": "10.1.0.0/16"}',
+        "             FLANNEL_SUBNET=10.1.9.1/24",
+        "    /media/ebs: /dev/xvdb ext4 /media/ebs",
+        "    failed units: none",
+    ]
+
+
+@pytest.mark.parametrize("extra, line", [
+    ({"failed": "broken.service loaded failed failed"}, "    failed units: broken.service loaded failed failed"),
+    ({"ebs": ""}, "    /media/ebs: not mounted"),
+])
+def test_inspect_table_probe_details_table(extra, line):
+    probe = dict({"reachable": True, "etcd": "x", "fleet": "y", "error": ""}, **extra)
+    lines = o.inspect_table([{"id": "i-0a", "state": "running"}], None, "", {"i-0a": probe}).splitlines()
+    assert line in lines
+
+
+def test_inspect_table_unreachable_machines_get_no_details():
+    probe = {"reachable": False, "error": "no node behind it on the sandbox (x)", "members": "a1"}
+    lines = o.inspect_table([{"id": "i-0a", "state": "running"}], None, "", {"i-0a": probe}).splitlines()
+    assert "  i-0a  unreachable: no node behind it on the sandbox (x)" in lines
+    assert not any("etcd members" in line for line in lines)
