@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"[bench] launch.yml, N={args.size}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        run = run_playbook("launch.yml", sb.vars(cluster_name="boot", cluster_size=args.size, instance_type="c4.large",
-                                                  cloud_config=os.path.join(REPO, "config", "cloud-config.example")))
+        launch_vars = sb.vars(cluster_name="boot", cluster_size=args.size, instance_type="c4.large",
+                              cloud_config=os.path.join(REPO, "config", "cloud-config.example"))
+        run = run_playbook("launch.yml", launch_vars)
         launch_s = time.monotonic() - t0
         if run.rc != 0:
             print(run.out[-3000:], file=sys.stderr)

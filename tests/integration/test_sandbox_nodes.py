@@ -237,6 +237,7 @@ def test_instances_beyond_the_cap_stay_api_only_with_a_warning(node_sandbox):
     ids = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=MAX_NODES + 1, MaxCount=MAX_NODES + 1,
                                                       InstanceType="t3.micro")["Instances"]]
     wait_for("every instance seen", lambda: all(node_of(sb, i) for i in ids), timeout=60)
+
     def states_once_capped() -> list[str] | None:
         states = [node_of(sb, i)["state"] for i in ids]
         return states if states.count("running") == MAX_NODES else None
