@@ -42,8 +42,23 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def managed_pid(state_dir: str, name: str, command: Sequence[str]) -> int | None:
-    """The pid from the pid file when that process is alive and runs `command`, else None."""
+def _same_command(args: Sequence[str], command: Sequence[str]) -> bool:
+    # Compare the arguments rather than argv[0] alone: a venv python may be shown by another path.
+    return bool(args) and (list(args) == list(command) or list(args[1:]) == list(command[1:]))
+
+
+def _has_identity(args: Sequence[str], identity: Sequence[str]) -> bool:
+    """Whether a command line starts like `identity` (argv[0] compared only when it is all there is)."""
+    if not identity or len(args) < len(identity):
+        return False
+    if len(identity) == 1:
+        return list(args[:1]) == list(identity)
+    return list(args[1:len(identity)]) == list(identity[1:])
+
+
+def managed_pid(state_dir: str, name: str, command: Sequence[str], identity: Sequence[str] = ()) -> int | None:
+    """The pid from the pid file when that process is alive and runs `command`, or a command starting with
+    `identity` (the same daemon with other settings), else None."""
     pid_file = paths(state_dir, name)[0]
     try:
         with open(pid_file) as f:
@@ -51,8 +66,7 @@ def managed_pid(state_dir: str, name: str, command: Sequence[str]) -> int | None
     except (OSError, ValueError):
         return None
     args = _cmdline(pid)
-    # Compare the arguments rather than argv[0] alone: a venv python may be shown by another path.
-    if args and (args == list(command) or args[1:] == list(command[1:])):
+    if _same_command(args, command) or _has_identity(args, identity):
         return pid
     return None
 
@@ -66,14 +80,19 @@ def start(
     wait_timeout: float = 30.0,
     check_mode: bool = False,
     is_healthy: Callable[[str], bool] = healthy,
+    identity: Sequence[str] = (),
 ) -> dict:
-    """Make sure the daemon runs and answers on health_url; start it when it does not."""
+    """Make sure the daemon runs with `command` and answers on health_url; start it when it does not.
+
+    Our daemon (by pid file and `identity`) running with other settings is restarted with these.
+    """
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    pid = managed_pid(state_dir, name, command)
-    if is_healthy(health_url):
+    pid = managed_pid(state_dir, name, command, identity)
+    outdated = pid is not None and not _same_command(_cmdline(pid), command)
+    if not outdated and is_healthy(health_url):
         return {"changed": False, "pid": pid, "managed": pid is not None}
     if pid is not None:
-        # Running but not answering: stop it so the restart below starts from a clean slate.
+        # Running but not answering, or running with other settings: stop it so the start below is clean.
         if check_mode:
             return {"changed": True, "pid": pid, "managed": True}
         _terminate(pid)
@@ -103,8 +122,9 @@ def start(
     raise ClusterError(f"Sandbox {name} did not answer on {health_url} within {wait_timeout:g}s; see {log_file}")
 
 
-def stop(name: str, command: Sequence[str], state_dir: str, check_mode: bool = False) -> dict:
-    pid = managed_pid(state_dir, name, command)
+def stop(name: str, command: Sequence[str], state_dir: str, check_mode: bool = False,
+         identity: Sequence[str] = ()) -> dict:
+    pid = managed_pid(state_dir, name, command, identity)
     pid_file = paths(state_dir, name)[0]
     if pid is None:
         if os.path.exists(pid_file) and not check_mode:

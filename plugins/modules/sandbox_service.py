@@ -58,6 +58,15 @@ options:
     description: Seconds to wait for O(health_url) to answer after a start.
     type: int
     default: 30
+  identity:
+    description:
+      - The leading arguments that identify this daemon whatever its settings (e.g. the interpreter and module).
+      - The process named by the pid file counts as this daemon when its command line is O(command) or starts with
+        these; one running with other settings is restarted with O(command) (V(started)) or stopped (V(stopped)).
+        Without it only an identical command line counts, so a recycled pid is never touched.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -103,6 +112,7 @@ def main() -> None:
             health_url=dict(type="str", required=True),
             env=dict(type="dict", default={}),
             wait_timeout=dict(type="int", default=30),
+            identity=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -111,10 +121,11 @@ def main() -> None:
         if p["state"] == "started":
             result = _sandbox.start(
                 p["name"], p["command"], p["state_dir"], p["health_url"], env=p["env"],
-                wait_timeout=p["wait_timeout"], check_mode=module.check_mode,
+                wait_timeout=p["wait_timeout"], check_mode=module.check_mode, identity=p["identity"],
             )
         else:
-            result = _sandbox.stop(p["name"], p["command"], p["state_dir"], check_mode=module.check_mode)
+            result = _sandbox.stop(p["name"], p["command"], p["state_dir"], check_mode=module.check_mode,
+                                   identity=p["identity"])
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
     running_after = p["state"] == "started"

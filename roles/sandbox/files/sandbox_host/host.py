@@ -135,6 +135,32 @@ def overlay_files(tree: Path) -> dict[str, tuple[bytes, int]]:
     return files
 
 
+def host_firewall(bridge: str, allowed_ports: Iterable[int]) -> str:
+    """The host-side rules for the bridge: nodes reach the host only at the sandbox's own services (metadata,
+    discovery) and nothing beyond the bridge, even on a host that forwards (Docker hosts do)."""
+    ports = ", ".join(str(p) for p in sorted(set(allowed_ports)))
+    return (
+        f"table inet {firewall_table(bridge)} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority 0; policy accept;\n"
+        f'    iifname "{bridge}" ct state established,related accept\n'
+        f'    iifname "{bridge}" icmp type echo-request accept\n'
+        + (f'    iifname "{bridge}" tcp dport {{ {ports} }} accept\n' if ports else "")
+        + f'    iifname "{bridge}" drop\n'
+        "  }\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority 0; policy accept;\n"
+        f'    iifname "{bridge}" oifname != "{bridge}" drop\n'
+        f'    oifname "{bridge}" iifname != "{bridge}" drop\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def firewall_table(bridge: str) -> str:
+    return f"coreos_sandbox_{bridge.replace('-', '_').replace('.', '_')}"
+
+
 def nft_rules(host_ip: str, port: int) -> str:
     """The node-side rule that sends its metadata requests to the host's server (the node sees the
     metadata address; the server sees the node's own address and answers for its instance only)."""
@@ -255,6 +281,7 @@ class Host:
         leftovers = nodes._remove_leftovers(self.args.bridge)  # pylint: disable=protected-access
         if leftovers:
             log(f"removed what an earlier run left on {self.args.bridge}: {', '.join(leftovers)}")
+        self._firewall(delete_only=True)
         for stale in self.volume_dir.glob("*.img"):  # the emulator that knew these volumes is gone
             with contextlib.suppress(volumes.VolumeError, OSError):
                 volumes.delete(stale)
@@ -267,6 +294,7 @@ class Host:
         self.metadata = imds.MetadataService(self.lookup_metadata)
         self.metadata_server = self.metadata.serve(self.host_ip, 0)
         self.metadata_port = self.metadata_server.server_address[1]
+        self._firewall(delete_only=False)
 
     def _build_image(self) -> None:
         self.image = "building"
@@ -281,12 +309,24 @@ class Host:
         self.write_status()
         self.wake.set()
 
+    def _firewall(self, delete_only: bool) -> None:
+        table = firewall_table(self.args.bridge)
+        script = f"table inet {table}\ndelete table inet {table}\n"  # declaring first makes the delete safe
+        if not delete_only:
+            script += host_firewall(self.args.bridge, [self.metadata_port, *self.args.allow_port])
+        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=20,
+                              check=False)  # fmt: skip
+        if proc.returncode != 0 and not delete_only:
+            raise nodes.NodesError(f"could not fence the bridge {self.args.bridge} with nft: {proc.stderr.strip()}")
+
     def _teardown_network(self) -> None:
         if self.metadata_server is not None:
             with contextlib.suppress(Exception):
                 self.metadata.shutdown() if self.metadata else None
             self.metadata_server = None
         if self.bridge is not None:
+            with contextlib.suppress(Exception):
+                self._firewall(delete_only=True)
             with contextlib.suppress(Exception):
                 self.bridge.delete()
         if self.bridge_lock is not None:
@@ -611,6 +651,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the emulator")
     parser.add_argument("--stop-timeout", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--allow-port", type=int, action="append", default=[],
+                        help="a host TCP port the nodes may reach on the bridge address (the discovery service)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the address range against this host's networks (exit 2 with the reason)")
     args = parser.parse_args(argv)
     if args.overlay and not Path(args.overlay).is_dir():
         parser.error(f"--overlay {args.overlay}: not a directory")
@@ -619,6 +663,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.check:
+        # Run before the sandbox starts, so a bad range is refused before the emulator takes it for its VPC.
+        problem = network_problem(args.network, host_networks(exclude_link=args.bridge)) if os.geteuid() == 0 else None
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+        return 0
     host = Host(args)
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -72,3 +72,33 @@ def test_a_daemon_that_never_answers_times_out_and_is_stopped(tmp_path):
         _sandbox.start("mute", command, str(tmp_path), f"http://127.0.0.1:{_free_port()}/", wait_timeout=1)
     pid = int(open(os.path.join(tmp_path, "mute.pid")).read())
     assert not _sandbox._alive(pid)
+
+
+def test_our_daemon_with_other_settings_is_restarted_and_stopped_by_identity(daemon):
+    command, state_dir, url = daemon
+    identity = command[:3]  # python -m http.server, whatever its options
+    first = _sandbox.start("web", command, state_dir, url, wait_timeout=15, identity=identity)
+    # The same daemon asked for with another setting (here: a directory to serve): restarted with it.
+    changed = command + ["--directory", state_dir]
+    assert _sandbox.managed_pid(state_dir, "web", changed) is None  # without identity it would not be ours
+    assert _sandbox.managed_pid(state_dir, "web", changed, identity) == first["pid"]
+    assert _sandbox.start("web", changed, state_dir, url, check_mode=True, identity=identity)["changed"] is True
+    assert _sandbox._alive(first["pid"])
+    second = _sandbox.start("web", changed, state_dir, url, wait_timeout=15, identity=identity)
+    assert second["changed"] and second["pid"] != first["pid"] and not _sandbox._alive(first["pid"])
+    assert _sandbox.start("web", changed, state_dir, url, identity=identity)["changed"] is False
+    # Stopping with yet other settings still finds and stops it.
+    stopped = _sandbox.stop("web", command + ["--protocol", "HTTP/1.1"], state_dir, identity=identity)
+    assert stopped["changed"] and not _sandbox.healthy(url)
+
+
+@pytest.mark.parametrize("args, identity, expected", [
+    (["/venv/bin/python3.11", "-m", "sandbox_host", "--bridge", "b"], ["/venv/bin/python", "-m", "sandbox_host"], True),
+    (["/venv/bin/python3.11", "-m", "sandbox_host.ec2_emulator"], ["/venv/bin/python", "-m", "sandbox_host"], False),
+    (["/usr/bin/discovery.etcd.io", "--addr=x"], ["/usr/bin/discovery.etcd.io"], True),
+    (["/usr/bin/other", "--addr=x"], ["/usr/bin/discovery.etcd.io"], False),
+    (["/usr/bin/etcd"], ["/usr/bin/etcd", "--name=sandbox-discovery"], False),
+    (["/usr/bin/etcd", "--name=sandbox-discovery", "--x"], [], False),
+])
+def test_identity_table(args, identity, expected):
+    assert _sandbox._has_identity(args, identity) is expected
