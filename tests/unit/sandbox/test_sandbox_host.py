@@ -241,13 +241,39 @@ def test_nft_rules() -> None:
     )
 
 
+def test_host_firewall_admits_only_the_sandbox_services_and_forwards_nothing() -> None:
+    rules = host.host_firewall("ce2sbx0", [4003, 43210, 4003])
+    assert rules.startswith("table inet coreos_sandbox_ce2sbx0 {\n")
+    assert 'iifname "ce2sbx0" tcp dport { 4003, 43210 } accept' in rules
+    assert rules.index("tcp dport") < rules.index('iifname "ce2sbx0" drop')
+    assert 'iifname "ce2sbx0" oifname != "ce2sbx0" drop' in rules
+    assert 'oifname "ce2sbx0" iifname != "ce2sbx0" drop' in rules
+    assert "tcp dport" not in host.host_firewall("br-x.1", [])
+    assert host.firewall_table("br-x.1") == "coreos_sandbox_br_x_1"
+
+
+@pytest.mark.parametrize("network, code", [
+    ("10.131.0.0/16", 0),
+    ("127.0.0.0/16", 2),  # loopback is no VPC range
+    ("169.254.0.0/16", 2),  # nor is link-local, where the metadata address lives
+    ("not-a-network", 2),
+])
+def test_check_exits_with_the_reason(network: str, code: int, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the check only applies where nodes can run (root)")
+    argv = ["--state-dir", "/nonexistent", "--emulator", "127.0.0.1:1", "--network", network, "--check"]
+    assert host.main(argv) == code
+    if code:
+        assert "sandbox_network" in capsys.readouterr().err
+
+
 def test_parse_args_defaults(tmp_path: Path) -> None:
     args = host.parse_args(["--state-dir", str(tmp_path), "--emulator", "127.0.0.1:5010"])
     assert vars(args) == {
         "state_dir": str(tmp_path), "emulator": "127.0.0.1:5010", "listen": "127.0.0.1:5000",
         "network": "10.131.0.0/16", "bridge": "ce2sbx0", "max_nodes": 10, "image_cache": str(nodes.BUILD_DIR),
         "image_tree": str(host.IMAGE_TREE), "overlay": "", "region": None, "nodes": True, "poll": 2.0,
-        "stop_timeout": 20.0, "workers": 4,
+        "stop_timeout": 20.0, "workers": 4, "allow_port": [], "check": False,
     }
     assert host.IMAGE_TREE == Path(_FILES).resolve() / "node-image"
 

@@ -79,7 +79,8 @@ def network_problem(network: str, host_networks: Iterable[str]) -> str | None:
         net = ipaddress.ip_network(network)
     except ValueError as exc:
         return f"sandbox_network {network!r} is not a network in CIDR notation: {exc}"
-    if net.version != 4 or not net.is_private or net.prefixlen < 16 or net.prefixlen > 24:
+    if (net.version != 4 or not net.is_private or net.is_loopback or net.is_link_local or net.prefixlen < 16
+            or net.prefixlen > 24):
         return f"sandbox_network {network} must be a private IPv4 range from /16 to /24 (an EC2 VPC's sizes)"
     for other in host_networks:
         try:
