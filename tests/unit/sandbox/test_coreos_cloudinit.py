@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import gzip
 import http.server
-import importlib.machinery
-import importlib.util
 import os
 import pwd
 import socket
@@ -22,22 +20,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from node_image import IMAGE, load_program
 
-_PROGRAM = (Path(__file__).resolve().parents[3]
-            / "roles" / "sandbox" / "files" / "node-image" / "usr" / "bin" / "coreos-cloudinit.py")
-
-
-def _load():
-    loader = importlib.machinery.SourceFileLoader("sandbox_coreos_cloudinit", str(_PROGRAM))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is being built
-    sys.modules[loader.name] = module
-    loader.exec_module(module)
-    return module
-
-
-ci = _load()
+_PROGRAM = IMAGE / "usr" / "bin" / "coreos-cloudinit.py"
+ci = load_program("usr/bin/coreos-cloudinit.py", "sandbox_coreos_cloudinit")
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA alice"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB bob"

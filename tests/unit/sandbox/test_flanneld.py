@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import ipaddress
 import json
 import os
@@ -22,23 +20,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from node_image import IMAGE, load_program
 
-FLANNELD = (Path(__file__).resolve().parents[3] / "roles" / "sandbox" / "files" / "node-image" / "usr" / "bin"
-            / "flanneld.py")
+FLANNELD = IMAGE / "usr" / "bin" / "flanneld.py"
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
-def _load():
-    # the node image stores Python programs as <path>.py without an interpreter line: load it by path
-    loader = importlib.machinery.SourceFileLoader("sandbox_flanneld", str(FLANNELD))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module
-    loader.exec_module(module)
-    return module
-
-
-fl = _load()
+fl = load_program("usr/bin/flanneld.py", "sandbox_flanneld")
 net = ipaddress.IPv4Network
 addr = ipaddress.IPv4Address
 
