@@ -25,12 +25,12 @@ demo: setup-runtime
 	@echo "==> Launching the 3-machine cluster 'demo' (each instance boots a node that runs its user data)"
 	$(PLAYBOOK) playbooks/launch.yml $(DEMO_VARS)
 	@echo "==> Waiting for etcd, flannel and the data volumes on every machine, then inspecting the cluster"
-	$(PLAYBOOK) playbooks/ops.yml -e cluster_name=demo -e action=inspect -e ops_probe_wait=180
+	$(PLAYBOOK) playbooks/ops.yml -e cluster_name=demo -e ops_action=inspect -e ops_probe_wait=180
 	@echo
 	@echo "The demo cluster runs in the local sandbox (state in $(COREOS_EC2_SANDBOX_DIR))."
 	@echo "Log in:   ssh -i $(COREOS_EC2_SANDBOX_DIR)/coreos-sandbox core@<private IP>   (e.g. etcdctl member list)"
-	@echo "Look:     .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=inspect"
-	@echo "Clean up: .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e action=cleanup -e confirm=yes"
+	@echo "Look:     .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e ops_action=inspect"
+	@echo "Clean up: .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e ops_action=cleanup -e confirm=yes"
 	@echo "          make sandbox-stop    (stops the sandbox; its emulator forgets the cluster, its nodes and volumes go)"
 	@echo "          rm -rf $(COREOS_EC2_SANDBOX_DIR)    (also removes the sandbox key pair and discovery data)"
 

@@ -8,9 +8,9 @@ For each cluster size N (default 3 and 100) on a private sandbox (moto as EC2, a
   3. a minimal plain-boto3 launch of the same cluster in this process through a proxy of the same kind:
      key pair, newest Flatcar AMI, security group with the same rules, one etcd v2 token, RunInstances with
      Min=Max=N, one DescribeInstances loop until everything runs;
-  4. `ansible-playbook playbooks/ops.yml -e action=status` on the Ansible cluster, and a plain-boto3 status (one
+  4. `ansible-playbook playbooks/ops.yml -e ops_action=status` on the Ansible cluster, and a plain-boto3 status (one
      DescribeInstances by tag) on the boto3 cluster;
-  5. `ops.yml -e action=cleanup -e confirm=yes` on the Ansible cluster, and a plain-boto3 cleanup of the boto3
+  5. `ops.yml -e ops_action=cleanup -e confirm=yes` on the Ansible cluster, and a plain-boto3 cleanup of the boto3
      cluster: DescribeInstances by tag, TerminateInstances, a DescribeInstances loop until all are terminated,
      DeleteSecurityGroup (retried while AWS reports DependencyViolation), and a DELETE of the etcd token.
 It prints wall-clock seconds, EC2 calls (total and the commonest actions) and the ansible/boto3 ratios.
@@ -117,7 +117,7 @@ def running_machines(sb: Sandbox, name: str) -> int:
 
 
 def ops_vars(sb: Sandbox, proxy: EC2Proxy, name: str, action: str) -> dict:
-    return sb.vars(cluster_name=name, action=action, confirm="yes", target="aws", aws_endpoint_url=proxy.url)
+    return sb.vars(cluster_name=name, ops_action=action, confirm="yes", target="aws", aws_endpoint_url=proxy.url)
 
 
 def ansible_run(sb: Sandbox, proxy: EC2Proxy, playbook: str, extra_vars: dict, n: int, label: str) -> Measure:

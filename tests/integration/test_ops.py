@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def ops(sb, name, action, *args, **extra):
-    return run_playbook("ops.yml", sb.vars(cluster_name=name, action=action, **extra), *args)
+    return run_playbook("ops.yml", sb.vars(cluster_name=name, ops_action=action, **extra), *args)
 
 
 def states(ec2, name):
@@ -187,7 +187,7 @@ def test_state_changes_batch_all_machines_into_one_call_and_ride_out_aws_answers
     env = {"AWS_ACCESS_KEY_ID": "sandbox-access-key", "AWS_SECRET_ACCESS_KEY": "sandbox-secret-key"}
     with EC2Proxy(sandbox.ec2_url) as proxy:
         def on_aws(action, **extra):
-            return run_playbook("ops.yml", sandbox.vars(cluster_name="ops-c", action=action, target="aws",
+            return run_playbook("ops.yml", sandbox.vars(cluster_name="ops-c", ops_action=action, target="aws",
                                                         aws_endpoint_url=proxy.url, **extra), env=env)
         proxy.add_fault(Fault("StopInstances", "RequestLimitExceeded", status=503, times=2))
         proxy.add_fault(Fault("DescribeInstances", "InvalidInstanceID.NotFound", times=1, after="StopInstances"))
@@ -200,3 +200,13 @@ def test_state_changes_batch_all_machines_into_one_call_and_ride_out_aws_answers
         assert run.rc == 0, run.out[-4000:]
         assert proxy.counts()["TerminateInstances"] == 1
         assert cluster_instances(ec2, "ops-c") == []
+
+
+def test_ops_action_is_the_name_and_action_still_works(sandbox, clusters):
+    new = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a", ops_action="status"))
+    assert new.rc == 0 and "reserved name" not in new.out, new.out[-3000:]
+    old = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a", action="status"))
+    assert old.rc == 0 and "Found variable using reserved name 'action'" in old.out, old.out[-3000:]
+    assert new.out.count("running") == old.out.count("running")
+    missing = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a"))
+    assert missing.rc != 0 and "ops_action is required: allowed are status, dns, inspect" in missing.out, missing.out[-3000:]

@@ -100,7 +100,7 @@ def cluster(node_sandbox):
                           launch_ebs_volume_size=1, ssh_allowed_cidrs=["10.132.0.1/32"])
     run = run_playbook("launch.yml", launch_vars)
     assert run.rc == 0, run.out[-4000:]
-    inspect = run_playbook("ops.yml", sb.vars(cluster_name="nodes", action="inspect", ops_probe_wait=180))
+    inspect = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="inspect", ops_probe_wait=180))
     assert inspect.rc == 0, inspect.out[-6000:]
     ips = running_ips(sb, sb.client(), "nodes")
     assert len(ips) == 3
@@ -160,11 +160,11 @@ def test_data_survives_stop_start_and_reboot_and_goes_with_termination(node_sand
     wrote = ssh(sb, ip, "echo kept-across-boots | sudo tee /media/ebs/proof >/dev/null && sync && echo ok")
     assert wrote.stdout.strip() == "ok", wrote.stderr
 
-    stop = run_playbook("ops.yml", sb.vars(cluster_name="nodes", action="stop"))
+    stop = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="stop"))
     assert stop.rc == 0, stop.out[-4000:]
     wait_for("every node powered off", lambda: all(node_of(sb, i)["state"] == "stopped" for i in cluster["ips"]))
     assert not nodes._port_open(ip, 22), "a stopped machine still answers"  # pylint: disable=protected-access
-    start = run_playbook("ops.yml", sb.vars(cluster_name="nodes", action="start"))
+    start = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="start"))
     assert start.rc == 0, start.out[-4000:]
     wait_for("every node back", lambda: all(node_of(sb, i)["state"] == "running" for i in cluster["ips"]))
     wait_for("ssh on the restarted machine", lambda: ssh(sb, ip, "true").returncode == 0, timeout=60)
@@ -179,7 +179,7 @@ def test_data_survives_stop_start_and_reboot_and_goes_with_termination(node_sand
     wait_for("the volume after the reboot", lambda: "kept-across-boots" in ssh(sb, ip, "cat /media/ebs/proof").stdout,
              timeout=90, interval=1)
 
-    terminate = run_playbook("ops.yml", sb.vars(cluster_name="nodes", action="terminate"))
+    terminate = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="terminate"))
     assert terminate.rc == 0, terminate.out[-4000:]
     wait_for("the nodes removed", lambda: not any(node_of(sb, i) for i in cluster["ips"]))
     assert not volume_file.exists(), "the volume (DeleteOnTermination) outlived its instance"
@@ -223,7 +223,7 @@ def test_plain_boto3_instance_gets_a_node_with_imdsv2_required(node_sandbox):
     # The failing unit failed; the machine booted anyway, and inspect says so.
     state = ssh(sb, ip, "systemctl is-failed broken.service; systemctl is-system-running").stdout.split()
     assert state[0] == "failed" and state[1] in ("degraded", "running", "starting"), state
-    inspect = run_playbook("ops.yml", sb.vars(cluster_name="plain", action="inspect"))
+    inspect = run_playbook("ops.yml", sb.vars(cluster_name="plain", ops_action="inspect"))
     assert inspect.rc == 0, inspect.out[-4000:]
     assert "failed units: broken.service" in inspect.out, inspect.out[-3000:]
     ec2.terminate_instances(InstanceIds=[instance_id])
