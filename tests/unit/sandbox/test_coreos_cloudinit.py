@@ -15,7 +15,6 @@ import os
 import pwd
 import socket
 import stat
-import sys
 import threading
 from pathlib import Path
 
