@@ -9,9 +9,21 @@ import os
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _fleet
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet_spec import fleet_units_argument_spec
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.fleetctl import (
+    PATH_PREFIX,
+    cat_parts,
+    cat_texts,
+    parse_list_unit_files,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.plan import (
+    describe_plan,
+    plan_units,
+    unit_diff,
+    validate_services,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.script import render_script, script_failure
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.spec import fleet_units_argument_spec
 from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._fleet_action import FleetActionBase
 
 
@@ -50,35 +62,34 @@ class ActionModule(FleetActionBase):
         services = self._services(args["services"])
         try:
             # Everything the user gave is checked before the machine is asked anything.
-            _fleet.validate_services(services)
+            validate_services(services)
             if args["batch_size"] < 1:
                 raise ClusterError(f"batch_size must be at least 1, got {args['batch_size']}")
             listing = self._listing_parts(options, ["unit_files"])
             texts_wanted = sorted({s["name"] for s in services if s.get("state") != "absent"})
-            sections = self._run_sections(listing + (_fleet.cat_parts(texts_wanted, **options) if self._task.diff else []))
-            rows = _fleet.parse_list_unit_files(self._listing(sections, "unit_files", "fleetctl list-unit-files"))
-            plan = _fleet.plan_units(services, rows, args["line_continuation"])
-            script = _fleet.render_script(plan, batch_size=args["batch_size"], block_attempts=args["block_attempts"],
-                                          **options)
+            sections = self._run_sections(listing + (cat_parts(texts_wanted, **options) if self._task.diff else []))
+            rows = parse_list_unit_files(self._listing(sections, "unit_files", "fleetctl list-unit-files"))
+            plan = plan_units(services, rows, args["line_continuation"])
+            script = render_script(plan, batch_size=args["batch_size"], block_attempts=args["block_attempts"], **options)
         except ClusterError as err:
             raise AnsibleActionFail(err.msg) from None
 
         result.update(
             changed=plan["changed"],
             plan={key: plan[key] for key in ("destroy", "submit", "replace", "unload", "stop", "load", "start")},
-            summary=_fleet.describe_plan(plan),
+            summary=describe_plan(plan),
             units=plan["units"],
             remote_commands=1,
         )
         if self._task.diff and plan["changed"]:
-            result["diff"] = _fleet.unit_diff(plan, _fleet.cat_texts(sections))
+            result["diff"] = unit_diff(plan, cat_texts(sections))
         if self._play_context.check_mode or not plan["changed"]:
             return result
 
-        res = self._run_script(_fleet.PATH_PREFIX + "\n" + script)
+        res = self._run_script(PATH_PREFIX + "\n" + script)
         result["remote_commands"] = 2
         if res["rc"] != 0:
-            failed = _fleet.script_failure(res.get("stderr", ""))
+            failed = script_failure(res.get("stderr", ""))
             where = (f"step {failed['step']} of {failed['steps']} ({failed['what']})" if failed
                      else f"the deploy script (exit code {res['rc']})")
             done = (f"; the {failed['step'] - 1} steps before it were applied" if failed and failed["step"] > 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # How the fleet actions reach fleetctl on a cluster machine (plugins/module_utils/_fleet_spec.py).
+    # How the fleet actions reach fleetctl on a cluster machine (plugins/module_utils/_fleet/spec.py).
     DOCUMENTATION = r"""
 options:
   fleetctl:

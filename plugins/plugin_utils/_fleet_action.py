@@ -11,7 +11,14 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _fleet
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.fleetctl import (
+    list_machines_command,
+    list_unit_files_command,
+    list_units_command,
+    listing_error,
+    parse_sections,
+    sections_script,
+)
 
 
 class FleetActionBase(ActionBase):
@@ -46,15 +53,15 @@ class FleetActionBase(ActionBase):
     def _run_sections(self, parts: Sequence[Tuple[str, str]]) -> Dict[str, Dict[str, Any]]:
         """Run the (key, command) parts in one remote command; each section's output and exit code."""
         nonce = secrets.token_hex(8)
-        res = self._low_level_execute_command(_fleet.sections_script(parts, nonce), sudoable=False)
-        return _fleet.parse_sections(res.get("stdout", ""), nonce)
+        res = self._low_level_execute_command(sections_script(parts, nonce), sudoable=False)
+        return parse_sections(res.get("stdout", ""), nonce)
 
     def _run_script(self, script: str) -> Dict[str, Any]:
         """Run a script given on stdin (no size limit of a command line); rc, stdout, stderr."""
         return self._low_level_execute_command("sh -s", sudoable=False, in_data=to_bytes(script))
 
     def _listing(self, sections: Mapping[str, Mapping[str, Any]], key: str, what: str) -> str:
-        problem = _fleet.listing_error(sections.get(key), what, self._host())
+        problem = listing_error(sections.get(key), what, self._host())
         if problem:
             raise AnsibleActionFail(problem)
         return sections[key]["output"]
@@ -62,8 +69,8 @@ class FleetActionBase(ActionBase):
     @staticmethod
     def _listing_parts(options: Mapping[str, Any], names: List[str]) -> List[Tuple[str, str]]:
         commands = {
-            "machines": _fleet.list_machines_command,
-            "unit_files": _fleet.list_unit_files_command,
-            "units": _fleet.list_units_command,
+            "machines": list_machines_command,
+            "unit_files": list_unit_files_command,
+            "units": list_units_command,
         }
         return [(name, commands[name](**options)) for name in names]

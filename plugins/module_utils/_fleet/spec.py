@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet import LINE_CONTINUATIONS, STATES
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.unit import LINE_CONTINUATIONS
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.plan import STATES
 
 
 def fleetctl_argument_spec() -> Dict[str, Any]:
