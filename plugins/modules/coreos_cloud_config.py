@@ -289,12 +289,12 @@ import base64
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config import (
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.build import build_user_data
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.settings import settings_from_params
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.user_data import (
     HAS_YAML,
     YAML_IMPORT_ERROR,
-    build_user_data,
     read_base_file,
-    settings_from_params,
 )
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 

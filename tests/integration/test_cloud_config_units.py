@@ -31,7 +31,16 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _cloud_config as cc
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config import scripts
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.build import build_user_data
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.entries import (
+    iter_unit_files,
+    unit_names,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.settings import (
+    DEFAULT_FLEET_IMAGE,
+    settings_from_params,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -182,7 +191,7 @@ def fake_root(tmp_path: Path, cfg: dict, flavor: str, skip_binaries=()) -> Path:
     for name, text in os_units.items():
         _write(root / "usr/lib/systemd/system" / name, text)
     # coreos-cloudinit writes units and drop-ins to /etc/systemd/system (runtime: false).
-    for rel, text in cc.iter_unit_files(cfg):
+    for rel, text in iter_unit_files(cfg):
         _write(root / "etc/systemd/system" / rel, text)
     for entry in cfg.get("write_files", []):
         _write(root / entry["path"].lstrip("/"), entry["content"], int(str(entry.get("permissions", "0644")), 8))
@@ -198,7 +207,7 @@ EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStop
 def exec_commands(cfg: dict) -> list[tuple[str, str]]:
     """(file, executable) of every Exec*= line in the units and drop-ins the user data writes."""
     found = []
-    for rel, text in cc.iter_unit_files(cfg):
+    for rel, text in iter_unit_files(cfg):
         for line in text.splitlines():
             key, sep, value = line.partition("=")
             if sep and key.strip() in EXEC_KEYS and value.strip():
@@ -216,8 +225,8 @@ def verify(root: Path, names) -> subprocess.CompletedProcess:
 
 def build(flavor: str, base: str | None = None, **params):
     params.setdefault("discovery_url", URL)
-    settings = cc.settings_from_params(dict(params, flavor=flavor))
-    return cc.build_user_data(settings, base, "config/cloud-config.example")
+    settings = settings_from_params(dict(params, flavor=flavor))
+    return build_user_data(settings, base, "config/cloud-config.example")
 
 
 VARIANTS = [
@@ -238,7 +247,7 @@ VARIANTS = [
 def test_every_generated_unit_passes_systemd_analyze_verify(tmp_path, flavor, with_example, params):
     base = EXAMPLE.read_text(encoding="utf-8") if with_example else None
     result = build(flavor, base, **params)
-    names = cc.unit_names(result.cloud_config)
+    names = unit_names(result.cloud_config)
     assert len(names) >= 2
     root = fake_root(tmp_path, result.cloud_config, flavor)
     run = verify(root, names)
@@ -279,7 +288,7 @@ def test_verify_catches_a_missing_binary(tmp_path):
 @pytest.mark.parametrize("name", ["EBS_PREPARE_SCRIPT", "FLEET_INSTALL_SCRIPT"])
 def test_scripts_pass_shellcheck(tmp_path, name):
     script = tmp_path / name.lower()
-    _write(script, getattr(cc, name), 0o755)
+    _write(script, getattr(scripts, name), 0o755)
     run = _run(["shellcheck", "--shell=bash", str(script)])
     assert run.returncode == 0, run.stdout
 
@@ -318,7 +327,7 @@ def loop_device(tmp_path):
 def prepare(tmp_path):
     """Runs the EBS script as written to the machine, with an empty fake /dev and /sys for the NVMe scan."""
     script = tmp_path / "coreos-ebs-prepare"
-    _write(script, cc.EBS_PREPARE_SCRIPT, 0o755)
+    _write(script, scripts.EBS_PREPARE_SCRIPT, 0o755)
     devroot, sysroot = tmp_path / "fakedev", tmp_path / "fakesys"
     devroot.mkdir()
     sysroot.mkdir()
@@ -459,7 +468,7 @@ def _fleet_install(tmp_path):
     image_root, dest, fake_bin = tmp_path / "image", tmp_path / "opt-bin", tmp_path / "bin"
     _write(fake_bin / "docker", FAKE_DOCKER, 0o755)
     script = tmp_path / "coreos-fleet-install"
-    _write(script, cc.FLEET_INSTALL_SCRIPT, 0o755)
+    _write(script, scripts.FLEET_INSTALL_SCRIPT, 0o755)
     log = tmp_path / "docker.log"
     env = dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}", FLEET_BIN_DIR=str(dest),
                FAKE_IMAGE_ROOT=str(image_root), FAKE_DOCKER_LOG=str(log))
@@ -472,7 +481,7 @@ def test_fleet_install_copies_both_binaries(tmp_path, image_dir):
     for binary in ("fleetd", "fleetctl"):
         _write(image_root / image_dir.lstrip("/") / binary, f"#!/bin/sh\necho {binary}\n", 0o644)
 
-    run = _run([str(script), cc.DEFAULT_FLEET_IMAGE], env=env)
+    run = _run([str(script), DEFAULT_FLEET_IMAGE], env=env)
     assert run.returncode == 0, run.stderr
     for binary in ("fleetd", "fleetctl"):
         installed = dest / binary
@@ -481,7 +490,7 @@ def test_fleet_install_copies_both_binaries(tmp_path, image_dir):
         assert _run([str(installed)]).stdout == f"{binary}\n"
     assert sorted(p.name for p in dest.iterdir()) == ["fleetctl", "fleetd"]  # no leftovers
     calls = log.read_text().splitlines()
-    assert calls[0] == f"pull {cc.DEFAULT_FLEET_IMAGE}" and calls[1] == f"create {cc.DEFAULT_FLEET_IMAGE}"
+    assert calls[0] == f"pull {DEFAULT_FLEET_IMAGE}" and calls[1] == f"create {DEFAULT_FLEET_IMAGE}"
     assert calls[-1] == "rm -f cid-1234"  # the container is removed
 
 
