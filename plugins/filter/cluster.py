@@ -7,7 +7,7 @@ from __future__ import annotations
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import (
     add_volume_sizes, instance_rows, probe_results, sandbox_probe_plan,
 )
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery import find_discovery_in_user_data
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.user_data import find_discovery_in_user_data
 
 
 def discovery_of_user_data(user_data: object) -> dict:

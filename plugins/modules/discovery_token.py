@@ -15,6 +15,7 @@ description:
     returns that one and mints nothing, so that new instances join the existing cluster instead of
     bootstrapping another.
   - With O(state=absent), deletes a token from a self-hosted etcd.
+  - M(coreos_ec2.cluster.discovery_token_info) reads a token back (its size and registered members).
   - Transient failures (connection errors, timeouts, HTTP 429, 500, 502, 503, 504) are retried with a capped,
     jittered exponential backoff that honours the service's C(Retry-After).
 author:
@@ -113,6 +114,8 @@ notes:
   - Without O(existing_user_data) every run with O(state=present) mints a new token and reports a change.
   - A token only serves the cluster's first bootstrap; members that join later are added with C(etcdctl member add).
 seealso:
+  - module: coreos_ec2.cluster.discovery_token_info
+    description: Read a token back, with its size and registered members, and whether it can be deleted.
   - name: etcd discovery service protocol
     description: How members use a discovery URL.
     link: https://etcd.io/docs/v3.5/dev-internal/discovery_protocol/
@@ -198,7 +201,7 @@ reused:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery import ensure_absent, ensure_present
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import ensure_absent, ensure_present
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from etcd_procs import EtcdServer, etcd_available, http_json, start_members
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _discovery as d
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import backend_for
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import Transport
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 pytestmark = [
@@ -73,7 +74,7 @@ def registry_dirs(etcd) -> list[str]:
 
 
 def test_v2_create_read_delete(etcd_v2):
-    url = d.create_etcd_v2_token(etcd_v2.client_url, 3, timeout=5, **NO_SLEEP)
+    url = backend_for("etcd_v2", etcd_v2.client_url, transport=Transport(timeout=5, **NO_SLEEP)).create(3)[0]
     prefix = f"{etcd_v2.client_url}/v2/keys/_etcd/registry/"
     assert url.startswith(prefix)
     token = url[len(prefix):]
@@ -81,24 +82,24 @@ def test_v2_create_read_delete(etcd_v2):
 
     status, body = etcd_v2.v2_get(f"/_etcd/registry/{token}/_config/size")
     assert status == 200 and body["node"]["value"] == "3"
-    assert d.read_token_size("etcd_v2", url=url, timeout=5) == 3
-    assert d.token_exists("etcd_v2", url=url, timeout=5) is True
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).read_size() == 3
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).exists() is True
 
-    assert d.delete_token("etcd_v2", url=url, timeout=5, **NO_SLEEP) is True
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5, **NO_SLEEP)).delete() is True
     status, body = etcd_v2.v2_get(f"/_etcd/registry/{token}")
     assert status == 404 and body["errorCode"] == 100
     # Deleting again is no change, and reading a missing token is None / False, not an error.
-    assert d.delete_token("etcd_v2", url=url, timeout=5) is False
-    assert d.read_token_size("etcd_v2", url=url, timeout=5) is None
-    assert d.token_exists("etcd_v2", url=url, timeout=5) is False
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).delete() is False
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).read_size() is None
+    assert backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).exists() is False
 
 
 def test_v2_tokens_are_distinct(etcd_v2):
-    first = d.create_etcd_v2_token(etcd_v2.client_url, 1, timeout=5)
-    second = d.create_etcd_v2_token(etcd_v2.client_url + "/", 99, timeout=5)
+    first = backend_for("etcd_v2", etcd_v2.client_url, transport=Transport(timeout=5)).create(1)[0]
+    second = backend_for("etcd_v2", etcd_v2.client_url + "/", transport=Transport(timeout=5)).create(99)[0]
     assert first != second
-    assert d.read_token_size("etcd_v2", url=first) == 1
-    assert d.read_token_size("etcd_v2", url=second) == 99
+    assert backend_for("etcd_v2", url=first).read_size() == 1
+    assert backend_for("etcd_v2", url=second).read_size() == 99
 
 
 def test_v2_delete_refuses_a_directory_that_is_not_a_token(etcd_v2):
@@ -107,14 +108,14 @@ def test_v2_delete_refuses_a_directory_that_is_not_a_token(etcd_v2):
     assert status in (200, 201)
     url = f"{etcd_v2.client_url}/v2/keys/app"
     with pytest.raises(ClusterError, match=r"^Refusing to delete at http://127\.0\.0\.1:\d+: .*no _config/size"):
-        d.delete_token("etcd_v2", url=url, timeout=5)
+        backend_for("etcd_v2", url=url, transport=Transport(timeout=5)).delete()
     status, body = etcd_v2.v2_get("/app/settings/color")
     assert status == 200 and body["node"]["value"] == "blue"
 
 
 def test_v2_api_disabled_gives_a_hint(etcd_v3):
     with pytest.raises(ClusterError) as info:
-        d.create_etcd_v2_token(etcd_v3.client_url, 3, timeout=5, **NO_SLEEP)
+        backend_for("etcd_v2", etcd_v3.client_url, transport=Transport(timeout=5, **NO_SLEEP)).create(3)[0]
     assert info.value.msg.startswith(f"Failed to create discovery token at {etcd_v3.client_url}: HTTP 404")
     assert "--enable-v2" in info.value.msg
 
@@ -123,7 +124,7 @@ def test_v2_unreachable_names_endpoint_not_token(etcd_v2):
     url = refused_url()
     token_url = f"{url}/v2/keys/_etcd/registry/0123456789abcdef0123456789abcdef"
     with pytest.raises(ClusterError) as info:
-        d.delete_token("etcd_v2", url=token_url, timeout=2, retries=1, **NO_SLEEP)
+        backend_for("etcd_v2", url=token_url, transport=Transport(timeout=2, retries=1, **NO_SLEEP)).delete()
     assert info.value.msg.startswith(f"Failed to delete discovery token at {url}: connection failed:")
     assert "0123456789abcdef" not in info.value.msg
 
@@ -135,9 +136,9 @@ def test_v2_unreachable_names_endpoint_not_token(etcd_v2):
 def test_v3_create_read_delete(etcd_v3):
     # The first endpoint is down: the gateway request fails over to the second.
     endpoints = [refused_url(), etcd_v3.client_url]
-    token = d.create_etcd_v3_token(endpoints, 5, timeout=5, retries=0)
+    token = backend_for("etcd_v3", endpoints=endpoints, transport=Transport(timeout=5, retries=0)).create(5)[1]
     assert etcd_v3.v3_get(f"/_etcd/registry/{token}/_config/size") == "5"
-    assert d.read_token_size("etcd_v3", endpoints=endpoints, token=token, timeout=5) == 5
+    assert backend_for("etcd_v3", endpoints=endpoints, token=token, transport=Transport(timeout=5)).read_size() == 5
 
     # A member registration under the token, and a neighbour that merely shares the prefix string.
     for key in (f"/_etcd/registry/{token}/members/8e9e05c52164694d", f"/_etcd/registry/{token}x/_config/size"):
@@ -146,18 +147,18 @@ def test_v3_create_read_delete(etcd_v3):
         assert status == 200
     assert etcd_v3.v3_count_prefix(f"/_etcd/registry/{token}/") == 2
 
-    assert d.delete_token("etcd_v3", endpoints=endpoints, token=token, timeout=5, retries=0) is True
+    assert backend_for("etcd_v3", endpoints=endpoints, token=token, transport=Transport(timeout=5, retries=0)).delete() is True
     assert etcd_v3.v3_count_prefix(f"/_etcd/registry/{token}/") == 0
     assert etcd_v3.v3_get(f"/_etcd/registry/{token}x/_config/size") == "x"
-    assert d.delete_token("etcd_v3", endpoints=endpoints, token=token, timeout=5, retries=0) is False
-    assert d.token_exists("etcd_v3", endpoints=endpoints, token=token, timeout=5, retries=0) is False
-    assert d.read_token_size("etcd_v3", endpoints=endpoints, token=token, timeout=5, retries=0) is None
+    assert backend_for("etcd_v3", endpoints=endpoints, token=token, transport=Transport(timeout=5, retries=0)).delete() is False
+    assert backend_for("etcd_v3", endpoints=endpoints, token=token, transport=Transport(timeout=5, retries=0)).exists() is False
+    assert backend_for("etcd_v3", endpoints=endpoints, token=token, transport=Transport(timeout=5, retries=0)).read_size() is None
 
 
 def test_v3_all_endpoints_down():
     endpoints = [refused_url(), refused_url()]
     with pytest.raises(ClusterError) as info:
-        d.create_etcd_v3_token(endpoints, 3, timeout=2, retries=1, **NO_SLEEP)
+        backend_for("etcd_v3", endpoints=endpoints, transport=Transport(timeout=2, retries=1, **NO_SLEEP)).create(3)[1]
     assert info.value.msg.startswith(f"Failed to create discovery token at {', '.join(endpoints)}: connection failed:")
     assert info.value.msg.endswith("gave up after 2 attempts")
 
@@ -229,7 +230,7 @@ def test_module_lifecycle(etcd_v2):
     absent = {"protocol": "etcd_v2", "state": "absent", "url": url, "timeout": 5}
     would = run_module(absent, check=True, diff=True)
     assert would["changed"] is True and would["diff"]["before"] == {"token_exists": True} and would["size"] == 3
-    assert d.read_token_size("etcd_v2", url=url) == 3  # still there after check mode
+    assert backend_for("etcd_v2", url=url).read_size() == 3  # still there after check mode
     assert run_module(absent)["changed"] is True
     assert registry_dirs(etcd_v2) == before
     assert run_module(absent, check=True)["changed"] is False
@@ -273,7 +274,7 @@ def test_module_through_ansible(etcd_v2):
     assert '-    "token_exists": false' in planned["_diff_text"] and '+    "token_exists": true' in planned["_diff_text"]
     assert registry_dirs(etcd_v2) == before
 
-    url = d.create_etcd_v2_token(etcd_v2.client_url, 3)
+    url = backend_for("etcd_v2", etcd_v2.client_url).create(3)[0]
     status, deleted = run_ansible({"protocol": "etcd_v2", "state": "absent", "url": url, "timeout": 5})
     assert status == "CHANGED" and deleted["size"] == 3
     assert registry_dirs(etcd_v2) == before
@@ -285,7 +286,7 @@ def test_module_through_ansible(etcd_v2):
 
 
 def test_three_members_form_a_cluster(etcd_v2, tmp_path):
-    url = d.create_etcd_v2_token(etcd_v2.client_url, 3, timeout=5)
+    url = backend_for("etcd_v2", etcd_v2.client_url, transport=Transport(timeout=5)).create(3)[0]
     token = url.rsplit("/", 1)[1]
     names = ["m0", "m1", "m2"]
     with start_members(url, names, tmp_path, timeout=25) as members:
@@ -300,4 +301,4 @@ def test_three_members_form_a_cluster(etcd_v2, tmp_path):
         assert len(registered) == 3
         assert sorted(n["value"].split("=", 1)[0] for n in registered) == names
     assert not any(m.running() for m in members)
-    d.delete_token("etcd_v2", url=url)
+    backend_for("etcd_v2", url=url).delete()

@@ -1,0 +1,173 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the discovery_token module does in each state, as plain functions returning its result.
+
+- ensure_present: reuse the token the cluster's instances carry, or mint one.
+- ensure_absent: delete a self-hosted token.
+- token_info: read a token back (size, members) without changing anything (discovery_token_info).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import PROTOCOLS, backend_for
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.etcd_v2 import is_v2_url
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import Transport, validate_size
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.user_data import (
+    describe_reused, find_discovery_in_instances,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, ValidationError
+
+
+def ensure_present(
+    protocol: str,
+    size: Any,
+    *,
+    service: Optional[str] = None,
+    endpoints: Optional[List[str]] = None,
+    existing_user_data: Optional[List[Any]] = None,
+    check_mode: bool = False,
+    timeout: float = 10,
+    validate_certs: bool = True,
+    retries: int = 5,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Dict[str, Any]:
+    """Reuse the token the cluster's instances carry, or mint one; returns the module's result."""
+    size = validate_size(size)
+    transport = Transport(timeout, validate_certs, retries, sleep)
+    if protocol not in PROTOCOLS:
+        raise ValidationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol != "etcd_v3" and endpoints:
+        raise ValidationError(f"endpoints is only used with protocol=etcd_v3, not {protocol}; use service")
+    if protocol == "etcd_v2" and not service:
+        raise ValidationError("service is required with protocol=etcd_v2: the client URL of the etcd that hosts tokens, e.g. http://10.0.0.5:2379")
+    backend = backend_for(protocol, service, endpoints=endpoints, transport=transport)
+
+    result: Dict[str, Any] = {
+        "changed": False, "protocol": protocol, "discovery_url": "", "token": "",
+        "endpoints": backend.endpoints, "size": size, "reused": False, "warnings": [],
+    }
+    existing = find_discovery_in_instances(existing_user_data or [])
+    if existing is not None:
+        found_protocol, token = describe_reused(existing)
+        if found_protocol != protocol:
+            result["warnings"].append(
+                f"The running instances use protocol {found_protocol}, not the requested {protocol}; reusing theirs"
+            )
+        result.update(
+            protocol=found_protocol, token=token, reused=True, size=None,
+            discovery_url=existing.get("url", ""), endpoints=existing.get("endpoints", []),
+            diff={"before": {"token_exists": True}, "after": {"token_exists": True}},
+        )
+        return result
+
+    result["changed"] = True
+    result["diff"] = {"before": {"token_exists": False}, "after": {"token_exists": True}}
+    if check_mode:
+        return result
+    result["discovery_url"], result["token"] = backend.create(size)
+    return result
+
+
+def ensure_absent(
+    protocol: str,
+    *,
+    url: Optional[str] = None,
+    service: Optional[str] = None,
+    endpoints: Optional[List[str]] = None,
+    token: Optional[str] = None,
+    check_mode: bool = False,
+    timeout: float = 10,
+    validate_certs: bool = True,
+    retries: int = 5,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Dict[str, Any]:
+    """Delete a self-hosted token (v2 by url, v3 by token and endpoints); returns the module's result."""
+    transport = Transport(timeout, validate_certs, retries, sleep)
+    if protocol == "etcd_v2":
+        if not url:
+            raise ValidationError("url is required with state=absent and protocol=etcd_v2: the discovery URL to delete")
+        backend = backend_for(protocol, url=url, transport=transport)
+    elif protocol == "etcd_v3":
+        if not token:
+            raise ValidationError("token is required with state=absent and protocol=etcd_v3")
+        backend = backend_for(protocol, service, endpoints=endpoints, token=token, transport=transport)
+    else:
+        raise ValidationError(
+            f"state=absent needs protocol=etcd_v2 or etcd_v3, got {protocol!r}: "
+            "the public discovery service offers no way to delete a token"
+        )
+    size = backend.read_size()
+    exists = size is not None or backend.exists()
+    result: Dict[str, Any] = {
+        "changed": exists, "protocol": protocol, "discovery_url": "", "token": "",
+        "endpoints": backend.endpoints, "size": size, "reused": False, "warnings": [],
+        "diff": {"before": {"token_exists": exists}, "after": {"token_exists": False}},
+    }
+    if exists and not check_mode:
+        # It existed a moment ago and will be gone: a change, even if a retried request whose first
+        # answer was lost (or a concurrent run) makes delete find nothing left to delete.
+        backend.delete()
+    return result
+
+
+def infer_protocol(url: Optional[str], token: Optional[str]) -> str:
+    """The protocol of a token given without one: a URL into /v2/keys/ is etcd_v2, another URL public."""
+    if url:
+        return "etcd_v2" if isinstance(url, str) and is_v2_url(url) else "public"
+    if token:
+        return "etcd_v3"
+    raise ValidationError("url is required: the discovery URL to read (or token, for protocol=etcd_v3)")
+
+
+def token_info(
+    protocol: Optional[str] = None,
+    *,
+    url: Optional[str] = None,
+    service: Optional[str] = None,
+    endpoints: Optional[List[str]] = None,
+    token: Optional[str] = None,
+    timeout: float = 10,
+    validate_certs: bool = True,
+    retries: int = 5,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Dict[str, Any]:
+    """Read a token back without changing anything; returns the module's result.
+
+    Bad input raises ValidationError. A token that cannot be read (service down, not an etcd, ...)
+    does not: the result then carries `msg`, with `exists` and `size` None, so that a caller can
+    decide (cleanup keeps such a token in its plan rather than forget it).
+    """
+    transport = Transport(timeout, validate_certs, retries, sleep)
+    if protocol is None:
+        protocol = infer_protocol(url, token)
+    if protocol in ("public", "etcd_v2"):
+        if not url:
+            raise ValidationError(f"url is required with protocol={protocol}: the discovery URL to read")
+        if token or endpoints:
+            raise ValidationError(f"token and endpoints are only used with protocol=etcd_v3, not {protocol}")
+        backend = backend_for(protocol, url=url, transport=transport)
+    elif protocol == "etcd_v3":
+        if not token:
+            raise ValidationError("token is required with protocol=etcd_v3: the v3 discovery token to read")
+        if url:
+            raise ValidationError("url is only used with protocol=public or etcd_v2; etcd_v3 reads token at endpoints")
+        backend = backend_for(protocol, service, endpoints=endpoints, token=token, transport=transport)
+    else:
+        raise ValidationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+    result: Dict[str, Any] = {
+        "changed": False, "protocol": protocol, "discovery_url": backend.discovery_url,
+        "service": "" if protocol == "etcd_v3" else backend.service, "token": backend.token,
+        "endpoints": backend.endpoints, "size": None, "members": [], "exists": None,
+        "deletable": backend.deletable,
+    }
+    try:
+        registry = backend.read()
+    except ClusterError as exc:
+        result["msg"] = exc.msg
+        return result
+    result.update(exists=registry.exists, size=registry.size, members=registry.members)
+    return result
