@@ -35,4 +35,5 @@ class FilterModule:
             "ops_discovery_members": _as_filter(_ops.discovery_members),
             "ops_mask_url": _as_filter(_ops.mask_url),
             "ops_foreign_instances": _as_filter(_ops.foreign_instances),
+            "ops_cleanup_plan": _as_filter(_ops.cleanup_plan),
         }

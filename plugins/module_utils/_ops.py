@@ -592,3 +592,48 @@ def foreign_instances(instances: Any, tag_key: str, cluster_name: str) -> List[s
         if tags.get(tag_key) != cluster_name:
             foreign.append(str(machine["instance_id"]))
     return sorted(foreign)
+
+
+def cleanup_plan(rows: Any, security_groups: Any, foreign: Any, token_info: Any, cluster_name: str) -> Dict[str, Any]:
+    """What cleanup removes, keeps and leaves, and the sentences that say so.
+
+    `rows` are the cluster's machines; `security_groups` the cluster's group as ec2_security_group_info lists it
+    (zero or one); `foreign` the ids of machines outside the cluster still in that group (the group is then kept:
+    deleting it would fail forever, and those machines are not ours to terminate); `token_info` what
+    discovery_token_info read ({} when the cluster has no token). A token that could not be read stays in the plan:
+    its delete then fails naming the service instead of leaving the token behind in silence.
+    """
+    machines = [str(row["id"]) for row in _check_rows(rows)]
+    groups = _groups(security_groups)
+    group_id = str(groups[0].get("group_id") or "") if groups else ""
+    strangers = sorted(str(s) for s in foreign or [])
+    info = token_info if isinstance(token_info, Mapping) else {}
+    readable_or_unknown = info.get("exists") is not False and bool(info.get("protocol"))
+    token = bool(info.get("deletable")) and readable_or_unknown
+    public_token = info.get("protocol") == "public" and readable_or_unknown
+    security_group = "" if strangers else group_id
+    removes = ([f"machines {', '.join(machines)}"] if machines else []) + (
+        [f"security group {security_group}"] if security_group else []) + (
+        ["the self-hosted discovery token"] if token else [])
+    if removes:
+        summary = f"Cleanup of cluster {cluster_name} removes: {'; '.join(removes)}."
+    else:
+        summary = f"Nothing to clean up for cluster {cluster_name}."
+    left: List[str] = []
+    if strangers:
+        summary += (f" It keeps security group {group_id}: machines outside the cluster still use it "
+                    f"({', '.join(strangers)}).")
+        left.append(f"security group {group_id} (still used by {', '.join(strangers)}, which are not part of the "
+                    "cluster; move or terminate them, then run cleanup again)")
+    if public_token:
+        left.append("the public discovery token (the public service offers no delete; it expires by itself)")
+    return {
+        "machines": machines,
+        "security_group": security_group,
+        "strangers": strangers,
+        "token": token,
+        "public_token": public_token,
+        "nothing": not removes,
+        "summary": summary,
+        "left": left,
+    }

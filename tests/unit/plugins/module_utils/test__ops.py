@@ -522,8 +522,8 @@ def filter_plugin(monkeypatch):
 def test_filters_are_the_helpers(filter_plugin):
     filters = filter_plugin.FilterModule().filters()
     assert sorted(filters) == [
-        "ops_discovery_members", "ops_foreign_instances", "ops_inspect_table", "ops_mask_url", "ops_scale_plan",
-        "ops_state_counts",
+        "ops_cleanup_plan", "ops_discovery_members", "ops_foreign_instances", "ops_inspect_table", "ops_mask_url",
+        "ops_scale_plan", "ops_state_counts",
     ]
     assert filters["ops_state_counts"](FIVE) == {"running": 5}
     assert filters["ops_mask_url"](DISCOVERY_URL) == "https://discovery.etcd.io/3e86…(masked)"
@@ -625,3 +625,37 @@ def test_inspect_table_unreachable_machines_get_no_details():
     lines = o.inspect_table([{"id": "i-0a", "state": "running"}], None, "", {"i-0a": probe}).splitlines()
     assert "  i-0a  unreachable: no node behind it on the sandbox (x)" in lines
     assert not any("etcd members" in line for line in lines)
+
+
+CLEANUP_ROWS = [{"id": "i-1", "state": "running", "launch_time": "1"}, {"id": "i-2", "state": "stopped", "launch_time": "2"}]
+GROUP = [{"group_id": "sg-1", "group_name": "coreos-ec2-p", "ip_permissions": []}]
+V2_TOKEN = {"protocol": "etcd_v2", "exists": True, "deletable": True}
+
+
+@pytest.mark.parametrize("rows, groups, foreign, token, expected", [
+    (CLEANUP_ROWS, GROUP, [], V2_TOKEN,
+     {"machines": ["i-1", "i-2"], "security_group": "sg-1", "token": True, "public_token": False, "nothing": False,
+      "summary": "Cleanup of cluster p removes: machines i-1, i-2; security group sg-1; the self-hosted discovery token.",
+      "left": []}),
+    # A token that could not be read stays in the plan, so its delete names the service that failed.
+    ([], [], [], {"protocol": "etcd_v2", "exists": None, "deletable": True, "msg": "unreachable"},
+     {"machines": [], "security_group": "", "token": True, "nothing": False}),
+    # Gone already: a second cleanup has nothing to do.
+    ([], [], [], {"protocol": "etcd_v2", "exists": False, "deletable": True},
+     {"token": False, "nothing": True, "summary": "Nothing to clean up for cluster p.", "left": []}),
+    ([], [], [], {}, {"token": False, "public_token": False, "nothing": True}),
+    # A public token cannot be deleted: it is said to stay.
+    (CLEANUP_ROWS, [], [], {"protocol": "public", "exists": True, "deletable": False},
+     {"token": False, "public_token": True,
+      "left": ["the public discovery token (the public service offers no delete; it expires by itself)"]}),
+    # Strangers in the group: the group stays, and the plan says why.
+    (CLEANUP_ROWS, GROUP, ["i-9", "i-8"], {},
+     {"security_group": "", "strangers": ["i-8", "i-9"],
+      "summary": "Cleanup of cluster p removes: machines i-1, i-2. It keeps security group sg-1: machines outside the "
+                 "cluster still use it (i-8, i-9).",
+      "left": ["security group sg-1 (still used by i-8, i-9, which are not part of the cluster; move or terminate "
+               "them, then run cleanup again)"]}),
+])
+def test_cleanup_plan(rows, groups, foreign, token, expected):
+    plan = o.cleanup_plan(rows, groups, foreign, token, "p")
+    assert {key: plan[key] for key in expected} == expected
