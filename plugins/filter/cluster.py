@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import (
-    add_volume_sizes, instance_rows, probe_results, sandbox_probe_plan,
+    add_volume_sizes, endpoints, instance_rows, probe_results, sandbox_probe_plan,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._reports import (
+    deploy_message, deploy_result, launch_summary, rollback_message,
 )
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.user_data import find_discovery_in_user_data
 
@@ -23,4 +26,9 @@ class FilterModule:
             "add_volume_sizes": add_volume_sizes,
             "probe_results": probe_results,
             "sandbox_probe_plan": sandbox_probe_plan,
+            "cluster_endpoints": endpoints,
+            "launch_summary": launch_summary,
+            "launch_rollback_message": rollback_message,
+            "deploy_result": deploy_result,
+            "deploy_message": deploy_message,
         }

@@ -348,3 +348,36 @@ def volume_row(volume: dict[str, Any]) -> dict[str, Any]:
         "delete_on_termination": bool(first.get("DeleteOnTermination", False)),
         "tags": {t["Key"]: t["Value"] for t in volume.get("Tags") or [] if "Key" in t},
     }
+
+
+PUBLIC_DISCOVERY = "https://discovery.etcd.io"
+
+
+def endpoints(target: str, sandbox: dict[str, Any] | None, region: str, discovery_protocol: str = "public",
+              discovery_service: str | None = None, key_name: str | None = None, aws_endpoint_url: str | None = None,
+              aws_profile: str | None = None) -> dict[str, Any]:
+    """Where the EC2 API and the discovery service are for a target, and how machines are reached.
+
+    The sandbox: its own EC2 endpoint and credentials, its discovery.etcd.io server (public protocol) or its etcd
+    (etcd_v2), its key pair and private key. AWS: the caller's endpoint/profile (none: botocore's defaults), the public
+    discovery service unless discovery_service says otherwise, the caller's key pair and SSH setup.
+    """
+    if target == "sandbox":
+        sandbox = sandbox or {}
+        service = discovery_service or (sandbox.get("discovery_public") if discovery_protocol == "public"
+                                        else sandbox.get("discovery_endpoint"))
+        return {
+            "aws": {"endpoint_url": sandbox.get("ec2_endpoint_url"), "access_key": sandbox.get("access_key"),
+                    "secret_key": sandbox.get("secret_key"), "profile": None, "region": region},
+            "discovery": {"protocol": discovery_protocol, "service": service or ""},
+            "key_name": key_name or sandbox.get("key_name") or "",
+            "ssh_key_file": sandbox.get("private_key_file") or "",
+        }
+    service = discovery_service or (PUBLIC_DISCOVERY if discovery_protocol == "public" else "")
+    return {
+        "aws": {"endpoint_url": aws_endpoint_url or None, "access_key": None, "secret_key": None,
+                "profile": aws_profile or None, "region": region},
+        "discovery": {"protocol": discovery_protocol, "service": service},
+        "key_name": key_name or "",
+        "ssh_key_file": "",
+    }

@@ -272,3 +272,31 @@ def test_sandbox_probe_plan_api_only(status, why):
     assert plan["probe"] == []
     assert set(plan["no_node"]) == {"i-1", "i-2", "i-4", "i-5"}
     assert plan["no_node"]["i-1"] == f"no node behind it on the sandbox ({why})"
+
+
+SANDBOX_ENDPOINTS = {"ec2_endpoint_url": "http://127.0.0.1:5000", "access_key": "a", "secret_key": "s",
+                     "discovery_public": "http://10.131.0.1:4003", "discovery_endpoint": "http://127.0.0.1:4001",
+                     "key_name": "coreos-sandbox", "private_key_file": "/sb/coreos-sandbox"}
+
+
+@pytest.mark.parametrize("target, kwargs, expected", [
+    ("sandbox", {}, {"aws": {"endpoint_url": "http://127.0.0.1:5000", "access_key": "a", "secret_key": "s",
+                             "profile": None, "region": "eu-west-1"},
+                     "discovery": {"protocol": "public", "service": "http://10.131.0.1:4003"},
+                     "key_name": "coreos-sandbox", "ssh_key_file": "/sb/coreos-sandbox"}),
+    ("sandbox", {"discovery_protocol": "etcd_v2", "key_name": "mine"},
+     {"discovery": {"protocol": "etcd_v2", "service": "http://127.0.0.1:4001"}, "key_name": "mine"}),
+    ("aws", {}, {"aws": {"endpoint_url": None, "access_key": None, "secret_key": None, "profile": None,
+                         "region": "eu-west-1"},
+                 "discovery": {"protocol": "public", "service": "https://discovery.etcd.io"},
+                 "key_name": "", "ssh_key_file": ""}),
+    ("aws", {"discovery_protocol": "etcd_v2", "discovery_service": "http://etcd:2379", "aws_profile": "p",
+             "aws_endpoint_url": "http://proxy:1", "key_name": "k"},
+     {"aws": {"endpoint_url": "http://proxy:1", "access_key": None, "secret_key": None, "profile": "p",
+              "region": "eu-west-1"},
+      "discovery": {"protocol": "etcd_v2", "service": "http://etcd:2379"}, "key_name": "k"}),
+    ("aws", {"discovery_protocol": "etcd_v2"}, {"discovery": {"protocol": "etcd_v2", "service": ""}}),
+])
+def test_endpoints(target, kwargs, expected):
+    result = c.endpoints(target, SANDBOX_ENDPOINTS, "eu-west-1", **kwargs)
+    assert {key: result[key] for key in expected} == expected
