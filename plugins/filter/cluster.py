@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import (
-    add_volume_sizes, endpoints, instance_rows, probe_results, sandbox_probe_plan,
+    add_volume_sizes, endpoints, instance_rows, probe_plan, probe_results, sandbox_probe_plan,
 )
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._reports import (
     deploy_message, deploy_result, launch_summary, rollback_message,
@@ -26,6 +26,7 @@ class FilterModule:
             "add_volume_sizes": add_volume_sizes,
             "probe_results": probe_results,
             "sandbox_probe_plan": sandbox_probe_plan,
+            "probe_plan": probe_plan,
             "cluster_endpoints": endpoints,
             "launch_summary": launch_summary,
             "launch_rollback_message": rollback_message,

@@ -36,4 +36,8 @@ class FilterModule:
             "ops_mask_url": _as_filter(_ops.mask_url),
             "ops_foreign_instances": _as_filter(_ops.foreign_instances),
             "ops_cleanup_plan": _as_filter(_ops.cleanup_plan),
+            "ops_scale_summary": _as_filter(_ops.scale_summary),
+            "ops_change_message": _as_filter(_ops.change_message),
+            "ops_cleanup_message": _as_filter(_ops.cleanup_message),
+            "ops_fleet_view": _as_filter(_ops.fleet_view),
         }

@@ -369,7 +369,7 @@ def endpoints(target: str, sandbox: dict[str, Any] | None, region: str, discover
         return {
             "aws": {"endpoint_url": sandbox.get("ec2_endpoint_url"), "access_key": sandbox.get("access_key"),
                     "secret_key": sandbox.get("secret_key"), "profile": None, "region": region},
-            "discovery": {"protocol": discovery_protocol, "service": service or ""},
+            "discovery": _discovery(discovery_protocol, service or ""),
             "key_name": key_name or sandbox.get("key_name") or "",
             "ssh_key_file": sandbox.get("private_key_file") or "",
         }
@@ -377,7 +377,25 @@ def endpoints(target: str, sandbox: dict[str, Any] | None, region: str, discover
     return {
         "aws": {"endpoint_url": aws_endpoint_url or None, "access_key": None, "secret_key": None,
                 "profile": aws_profile or None, "region": region},
-        "discovery": {"protocol": discovery_protocol, "service": service},
+        "discovery": _discovery(discovery_protocol, service),
         "key_name": key_name or "",
         "ssh_key_file": "",
     }
+
+
+def _discovery(protocol: str, service: str) -> dict[str, str]:
+    # The placeholder is a token URL of the real one's length (the user data counts against EC2's 16 KB): the
+    # preflight renders the cloud-config with it before any token exists, and check mode, which mints none, too.
+    path = "/" if protocol == "public" else "/v2/keys/_etcd/registry/"
+    return {"protocol": protocol, "service": service, "placeholder": service.rstrip("/") + path + "0" * 32}
+
+
+def probe_plan(rows: list[dict[str, Any]], probe: bool, target: str, host_status: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Which machines inspect asks over SSH: none without probes; on the sandbox those a node holds the address of
+    (sandbox_probe_plan); on AWS every running machine."""
+    if not probe:
+        return {"probe": [], "no_node": {}}
+    if target == "sandbox":
+        return sandbox_probe_plan(rows, host_status)
+    return {"probe": [row for row in rows if row.get("state") == "running"], "no_node": {}}

@@ -637,3 +637,45 @@ def cleanup_plan(rows: Any, security_groups: Any, foreign: Any, token_info: Any,
         "summary": summary,
         "left": left,
     }
+
+
+def scale_summary(plan: Mapping[str, Any], cluster_name: str) -> str:
+    """The sentence scale prints before acting."""
+    if plan.get("action") == "grow":
+        what = f"start {plan.get('add')} more"
+    elif plan.get("action") == "shrink":
+        what = f"terminate {', '.join(plan.get('remove') or [])} (not etcd members, newest first)"
+    else:
+        what = "nothing to do"
+    return f"Scale cluster {cluster_name} from {plan.get('current')} to {plan.get('target')} machines: {what}"
+
+
+def change_message(action: str, cluster_name: str, changed: bool, states: Sequence[str], goal: str,
+                   check_mode: bool = False) -> str:
+    """The sentence start, stop, terminate and scale end with."""
+    head = f"{action} on cluster {cluster_name}:"
+    if not changed:
+        return f"{head} nothing to do, every machine is already {goal}"
+    if check_mode:
+        return f"{head} check mode, machines would become {goal}"
+    return f"{head} machines now {', '.join(states) or 'gone'}"
+
+
+def cleanup_message(cluster_name: str, changed: bool, left: Sequence[str], check_mode: bool = False) -> str:
+    """The sentence cleanup ends with: what it did, and what stays behind and why."""
+    text = ("Check mode: " if check_mode else "") + (
+        f"cleaned up cluster {cluster_name}" if changed else f"nothing to clean up for cluster {cluster_name}")
+    return text + (f". Left: {'; '.join(left)}" if left else "")
+
+
+def fleet_view(probed: bool, fleet: Any, via: Sequence[str]) -> Dict[str, Any]:
+    """What inspect reports of fleet: {} without probes, why it could not be read, or what fleet_info read through
+    the first machine that answered."""
+    if not probed:
+        return {}
+    fleet = fleet if isinstance(fleet, Mapping) else {}
+    if fleet.get("skipped") or not fleet:
+        return {"error": "no machine answered over SSH"}
+    if fleet.get("failed") or fleet.get("unreachable") or "machines" not in fleet:
+        return {"error": fleet.get("msg") or "unreachable"}
+    return {"via": via[0] if via else "", "machines": fleet["machines"], "unit_files": fleet.get("unit_files") or []}

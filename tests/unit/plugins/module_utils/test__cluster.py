@@ -282,21 +282,32 @@ SANDBOX_ENDPOINTS = {"ec2_endpoint_url": "http://127.0.0.1:5000", "access_key": 
 @pytest.mark.parametrize("target, kwargs, expected", [
     ("sandbox", {}, {"aws": {"endpoint_url": "http://127.0.0.1:5000", "access_key": "a", "secret_key": "s",
                              "profile": None, "region": "eu-west-1"},
-                     "discovery": {"protocol": "public", "service": "http://10.131.0.1:4003"},
+                     "discovery": {"protocol": "public", "service": "http://10.131.0.1:4003",
+                                   "placeholder": "http://10.131.0.1:4003/" + "0" * 32},
                      "key_name": "coreos-sandbox", "ssh_key_file": "/sb/coreos-sandbox"}),
     ("sandbox", {"discovery_protocol": "etcd_v2", "key_name": "mine"},
-     {"discovery": {"protocol": "etcd_v2", "service": "http://127.0.0.1:4001"}, "key_name": "mine"}),
+     {"discovery": {"protocol": "etcd_v2", "service": "http://127.0.0.1:4001",
+                    "placeholder": "http://127.0.0.1:4001/v2/keys/_etcd/registry/" + "0" * 32}, "key_name": "mine"}),
     ("aws", {}, {"aws": {"endpoint_url": None, "access_key": None, "secret_key": None, "profile": None,
                          "region": "eu-west-1"},
-                 "discovery": {"protocol": "public", "service": "https://discovery.etcd.io"},
+                 "discovery": {"protocol": "public", "service": "https://discovery.etcd.io",
+                               "placeholder": "https://discovery.etcd.io/" + "0" * 32},
                  "key_name": "", "ssh_key_file": ""}),
     ("aws", {"discovery_protocol": "etcd_v2", "discovery_service": "http://etcd:2379", "aws_profile": "p",
              "aws_endpoint_url": "http://proxy:1", "key_name": "k"},
      {"aws": {"endpoint_url": "http://proxy:1", "access_key": None, "secret_key": None, "profile": "p",
               "region": "eu-west-1"},
-      "discovery": {"protocol": "etcd_v2", "service": "http://etcd:2379"}, "key_name": "k"}),
-    ("aws", {"discovery_protocol": "etcd_v2"}, {"discovery": {"protocol": "etcd_v2", "service": ""}}),
+      "discovery": {"protocol": "etcd_v2", "service": "http://etcd:2379",
+                    "placeholder": "http://etcd:2379/v2/keys/_etcd/registry/" + "0" * 32}, "key_name": "k"}),
 ])
 def test_endpoints(target, kwargs, expected):
     result = c.endpoints(target, SANDBOX_ENDPOINTS, "eu-west-1", **kwargs)
     assert {key: result[key] for key in expected} == expected
+
+
+def test_probe_plan_per_target():
+    status = {"mode": "nodes", "instances": {"i-1": {"state": "running", "ip": "10.131.0.4"}}}
+    assert c.probe_plan(ROWS, False, "aws") == {"probe": [], "no_node": {}}
+    assert [r["id"] for r in c.probe_plan(ROWS, True, "aws")["probe"]] == ["i-1", "i-2", "i-4", "i-5"]
+    sandbox = c.probe_plan(ROWS, True, "sandbox", status)
+    assert [r["id"] for r in sandbox["probe"]] == ["i-1"] and set(sandbox["no_node"]) == {"i-2", "i-4", "i-5"}

@@ -522,8 +522,9 @@ def filter_plugin(monkeypatch):
 def test_filters_are_the_helpers(filter_plugin):
     filters = filter_plugin.FilterModule().filters()
     assert sorted(filters) == [
-        "ops_cleanup_plan", "ops_discovery_members", "ops_foreign_instances", "ops_inspect_table", "ops_mask_url",
-        "ops_scale_plan", "ops_state_counts",
+        "ops_change_message", "ops_cleanup_message", "ops_cleanup_plan", "ops_discovery_members", "ops_fleet_view",
+        "ops_foreign_instances", "ops_inspect_table", "ops_mask_url", "ops_scale_plan", "ops_scale_summary",
+        "ops_state_counts",
     ]
     assert filters["ops_state_counts"](FIVE) == {"running": 5}
     assert filters["ops_mask_url"](DISCOVERY_URL) == "https://discovery.etcd.io/3e86…(masked)"
@@ -659,3 +660,45 @@ V2_TOKEN = {"protocol": "etcd_v2", "exists": True, "deletable": True}
 def test_cleanup_plan(rows, groups, foreign, token, expected):
     plan = o.cleanup_plan(rows, groups, foreign, token, "p")
     assert {key: plan[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("plan, expected", [
+    ({"action": "grow", "current": 3, "target": 5, "add": 2}, "Scale cluster p from 3 to 5 machines: start 2 more"),
+    ({"action": "shrink", "current": 5, "target": 3, "remove": ["i-5", "i-4"]},
+     "Scale cluster p from 5 to 3 machines: terminate i-5, i-4 (not etcd members, newest first)"),
+    ({"action": "none", "current": 3, "target": 3}, "Scale cluster p from 3 to 3 machines: nothing to do"),
+])
+def test_scale_summary(plan, expected):
+    assert o.scale_summary(plan, "p") == expected
+
+
+@pytest.mark.parametrize("changed, states, check, expected", [
+    (False, ["stopped"], False, "stop on cluster p: nothing to do, every machine is already stopped"),
+    (True, [], True, "stop on cluster p: check mode, machines would become stopped"),
+    (True, ["stopped", "stopped"], False, "stop on cluster p: machines now stopped, stopped"),
+    (True, [], False, "stop on cluster p: machines now gone"),
+])
+def test_change_message(changed, states, check, expected):
+    assert o.change_message("stop", "p", changed, states, "stopped", check) == expected
+
+
+@pytest.mark.parametrize("changed, left, check, expected", [
+    (True, [], False, "cleaned up cluster p"),
+    (False, [], False, "nothing to clean up for cluster p"),
+    (True, ["a token", "a group"], True, "Check mode: cleaned up cluster p. Left: a token; a group"),
+])
+def test_cleanup_message(changed, left, check, expected):
+    assert o.cleanup_message("p", changed, left, check) == expected
+
+
+@pytest.mark.parametrize("probed, fleet, via, expected", [
+    (False, {"machines": []}, ["i-1"], {}),
+    (True, {"skipped": True}, [], {"error": "no machine answered over SSH"}),
+    (True, {}, [], {"error": "no machine answered over SSH"}),
+    (True, {"failed": True, "msg": "fleetctl was not found"}, ["i-1"], {"error": "fleetctl was not found"}),
+    (True, {"unreachable": True}, ["i-1"], {"error": "unreachable"}),
+    (True, {"machines": [{"machine": "m"}], "unit_files": [{"unit": "u"}]}, ["i-1", "i-2"],
+     {"via": "i-1", "machines": [{"machine": "m"}], "unit_files": [{"unit": "u"}]}),
+])
+def test_fleet_view(probed, fleet, via, expected):
+    assert o.fleet_view(probed, fleet, via) == expected
