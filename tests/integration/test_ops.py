@@ -202,11 +202,13 @@ def test_state_changes_batch_all_machines_into_one_call_and_ride_out_aws_answers
         assert cluster_instances(ec2, "ops-c") == []
 
 
-def test_ops_action_is_the_name_and_action_still_works(sandbox, clusters):
-    new = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a", ops_action="status"))
+def test_ops_action_is_the_name_and_action_still_works(sandbox):
+    launched = run_playbook("launch.yml", sandbox.vars(cluster_name="ops-n", cluster_size=1, instance_type="c4.large"))
+    assert launched.rc == 0, launched.out[-3000:]
+    new = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-n", ops_action="status"))
     assert new.rc == 0 and "reserved name" not in new.out, new.out[-3000:]
-    old = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a", action="status"))
+    old = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-n", action="status"))
     assert old.rc == 0 and "Found variable using reserved name 'action'" in old.out, old.out[-3000:]
     assert new.out.count("running") == old.out.count("running")
-    missing = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-a"))
+    missing = run_playbook("ops.yml", sandbox.vars(cluster_name="ops-n"))
     assert missing.rc != 0 and "ops_action is required: allowed are status, dns, inspect" in missing.out, missing.out[-3000:]
