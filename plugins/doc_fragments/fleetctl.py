@@ -6,7 +6,11 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # How the fleet actions reach fleetctl on a cluster machine (plugins/module_utils/_fleet/spec.py).
+    # List it before coreos_ec2.cluster.attributes: the first fragment to describe the platform wins.
     DOCUMENTATION = r"""
+attributes:
+  platform:
+    description: Needs C(sh) and C(fleetctl) on the machine, and no Python.
 options:
   fleetctl:
     description:

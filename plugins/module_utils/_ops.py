@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, ValidationError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._values import whole_number
 
 MASK = "\u2026(masked)"
 # How much of a token a report shows: enough to tell two clusters apart, far too little to join one.
@@ -60,11 +61,7 @@ def _check_rows(rows: Any, option: str = "rows") -> List[Mapping[str, Any]]:
 
 def _positive_int(value: Any, option: str) -> int:
     """An int >= 1. Digit strings are accepted because `-e cluster_size=3` arrives as a string."""
-    # bool is an int in Python; `true` is a mistake, not a size of one.
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{option} must be a whole number of machines of at least 1, got {value!r}")
+    value = whole_number(value, option, "a whole number of machines of at least 1")
     if value < 1:
         raise ValidationError(f"{option} must be at least 1, got {value}: a cluster needs one machine to keep etcd's data")
     return value

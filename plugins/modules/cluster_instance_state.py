@@ -18,17 +18,13 @@ description:
   - Machines that do not carry the cluster's tag are never selected by O(cluster_name).
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
+extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff,
+  amazon.aws.common.modules, amazon.aws.region.modules, amazon.aws.boto3]
 attributes:
   check_mode:
-    support: full
     description: Reads the machines and reports which would change.
   diff_mode:
-    support: full
     description: Shows each machine's state before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where boto3 is installed, usually the controller.
 options:
   cluster_name:
     description: The cluster whose machines to change. Mutually exclusive with O(instance_ids).
@@ -50,10 +46,6 @@ options:
     description: Seconds to wait before failing with the machines that have not arrived.
     type: int
     default: 600
-extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
 """
 
 EXAMPLES = r"""

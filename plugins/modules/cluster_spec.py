@@ -17,17 +17,7 @@ description:
   - Runs on the controller and changes nothing.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
-attributes:
-  check_mode:
-    support: full
-    description: Computes the same result in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is no diff.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller.
+extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
 options:
   cluster_name:
     description: Name of the cluster; 1-63 letters, digits and inner hyphens.

@@ -14,34 +14,25 @@ description:
   - Reads only the fields every EC2 endpoint returns.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where boto3 is installed, usually the controller.
+extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module,
+  amazon.aws.common.modules, amazon.aws.region.modules, amazon.aws.boto3]
 options:
   volume_ids:
     description: IDs of the volumes to describe. An empty list returns no volumes without calling AWS.
     type: list
     elements: str
     required: true
-extends_documentation_fragment:
-  - amazon.aws.common.modules
-  - amazon.aws.region.modules
-  - amazon.aws.boto3
 """
 
 EXAMPLES = r"""
 - name: Describe the data volumes of a cluster
   coreos_ec2.cluster.cluster_volumes_info:
     volume_ids: [vol-0123456789abcdef0, vol-0fedcba9876543210]
-  register: volumes
+  register: vol_info
+
+- name: Show each machine row with the size of its data volume
+  ansible.builtin.debug:
+    msg: "{{ rows | coreos_ec2.cluster.add_volume_sizes(vol_info.volumes) }}"
 """
 
 RETURN = r"""

@@ -41,17 +41,7 @@ description:
     valid cloud-config, names an invalid systemd unit, or is over EC2's 16 KB user-data limit.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
-attributes:
-  check_mode:
-    support: full
-    description: Nothing is changed in either mode; check mode returns the same user data.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff; RV(user_data) is the whole result.
-  platform:
-    support: N/A
-    platforms: posix
-    description: Runs on the controller (or wherever it is delegated); reads O(src) there.
+extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
 requirements:
   - PyYAML
 options:

@@ -16,24 +16,17 @@ description:
     bootstrapping another.
   - With O(state=absent), deletes a token from a self-hosted etcd.
   - M(coreos_ec2.cluster.discovery_token_info) reads a token back (its size and registered members).
-  - Transient failures (connection errors, timeouts, HTTP 429, 500, 502, 503, 504) are retried with a capped,
-    jittered exponential backoff that honours the service's C(Retry-After).
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
+extends_documentation_fragment: [coreos_ec2.cluster.discovery, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff]
 attributes:
   check_mode:
-    support: full
     description:
       - With O(state=present), mints nothing and reports C(changed=true) with RV(discovery_url) and RV(token)
         empty, unless a setting is reused.
       - With O(state=absent), reads the token and reports whether it would be deleted.
   diff_mode:
-    support: full
     description: Returns whether the token exists before and after, as C(token_exists).
-  platform:
-    support: N/A
-    platforms: posix
-    description: Runs on the host it is delegated to, usually the controller; needs network access to the service.
 options:
   protocol:
     description:
@@ -96,18 +89,6 @@ options:
         that carry different settings make the module fail rather than guess.
     type: list
     elements: str
-  timeout:
-    description: Seconds to wait for each HTTP request.
-    type: float
-    default: 10
-  retries:
-    description: How many times a request that failed transiently is tried again (0 tries once).
-    type: int
-    default: 5
-  validate_certs:
-    description: Whether to verify the TLS certificate of an https service or endpoint.
-    type: bool
-    default: true
 notes:
   - Discovery URLs and tokens let any machine join the bootstrapping cluster. The module does not log O(url),
     O(token) or O(existing_user_data); use C(no_log) on the task if its result is printed.
@@ -201,6 +182,7 @@ reused:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec, transport_options
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import ensure_absent, ensure_present
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
@@ -216,16 +198,14 @@ def main() -> None:
             url=dict(type="str", no_log=True),
             token=dict(type="str", no_log=True),
             existing_user_data=dict(type="list", elements="str", no_log=True),
-            timeout=dict(type="float", default=10),
-            retries=dict(type="int", default=5),
-            validate_certs=dict(type="bool", default=True),
+            **transport_argument_spec(),
         ),
         required_if=[("state", "present", ["size"])],
         mutually_exclusive=[("service", "endpoints")],
         supports_check_mode=True,
     )
     p = module.params
-    transport = dict(timeout=p["timeout"], validate_certs=p["validate_certs"], retries=p["retries"])
+    transport = transport_options(p)
     try:
         if p["state"] == "present":
             if p["url"] or p["token"]:

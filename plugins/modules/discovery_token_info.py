@@ -16,21 +16,9 @@ description:
     not take discovery URLs apart.
   - Never changes anything, and does not fail because the token cannot be read (service down, not an etcd, ...);
     it then returns RV(msg), with RV(exists) and RV(size) V(null). Bad options do fail.
-  - Transient failures (connection errors, timeouts, HTTP 429, 500, 502, 503, 504) are retried with a capped,
-    jittered exponential backoff that honours the service's C(Retry-After).
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
-attributes:
-  check_mode:
-    support: full
-    description: Only reads, in check mode as otherwise.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
-  platform:
-    support: N/A
-    platforms: posix
-    description: Runs on the host it is delegated to, usually the controller; needs network access to the service.
+extends_documentation_fragment: [coreos_ec2.cluster.discovery, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
 options:
   url:
     description:
@@ -60,18 +48,6 @@ options:
       - Mutually exclusive with O(service).
     type: list
     elements: str
-  timeout:
-    description: Seconds to wait for each HTTP request.
-    type: float
-    default: 10
-  retries:
-    description: How many times a request that failed transiently is tried again (0 tries once).
-    type: int
-    default: 5
-  validate_certs:
-    description: Whether to verify the TLS certificate of an https service or endpoint.
-    type: bool
-    default: true
 notes:
   - Discovery URLs and tokens let any machine join the bootstrapping cluster. The module does not log O(url) or
     O(token); use C(no_log) on the task if its result is printed.
@@ -205,6 +181,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec, transport_options
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import token_info
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
@@ -217,9 +194,7 @@ def main() -> None:
             protocol=dict(type="str", choices=["public", "etcd_v2", "etcd_v3"]),
             service=dict(type="str"),
             endpoints=dict(type="list", elements="str"),
-            timeout=dict(type="float", default=10),
-            retries=dict(type="int", default=5),
-            validate_certs=dict(type="bool", default=True),
+            **transport_argument_spec(),
         ),
         mutually_exclusive=[("service", "endpoints")],
         supports_check_mode=True,
@@ -228,7 +203,7 @@ def main() -> None:
     try:
         result = token_info(
             p["protocol"], url=p["url"], service=p["service"], endpoints=p["endpoints"], token=p["token"],
-            timeout=p["timeout"], validate_certs=p["validate_certs"], retries=p["retries"],
+            **transport_options(p),
         )
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)

@@ -15,19 +15,7 @@ description:
     command, through the task's connection, and returns them parsed.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Changes nothing.
-  platform:
-    support: full
-    platforms: posix
-    description: Needs C(sh) and C(fleetctl) on the machine, and no Python.
-extends_documentation_fragment:
-  - coreos_ec2.cluster.fleetctl
+extends_documentation_fragment: [coreos_ec2.cluster.fleetctl, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
 seealso:
   - module: coreos_ec2.cluster.fleet_units
 """

@@ -24,17 +24,12 @@ description:
   - Units that no service names are left alone.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
+extends_documentation_fragment: [coreos_ec2.cluster.fleetctl, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff]
 attributes:
   check_mode:
-    support: full
     description: Lists the units and returns the plan without changing anything.
   diff_mode:
-    support: full
     description: Shows each changed unit's text before (from C(fleetctl cat)) and after, with its desired state.
-  platform:
-    support: full
-    platforms: posix
-    description: Needs C(sh) and C(fleetctl) on the machine, and no Python.
 options:
   services:
     description: The units to deploy, in any order (templates are submitted before their instances).
@@ -90,8 +85,6 @@ options:
     type: str
     default: keep
     choices: [keep, join]
-extends_documentation_fragment:
-  - coreos_ec2.cluster.fleetctl
 seealso:
   - module: coreos_ec2.cluster.fleet_info
 """

@@ -16,17 +16,12 @@ description:
     the pid file names, and only while that process still runs O(command), so a recycled pid is never killed.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
+extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff]
 attributes:
   check_mode:
-    support: full
     description: Reports whether the daemon would be started or stopped without doing it.
   diff_mode:
-    support: full
     description: Shows the daemon's state before and after.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on the controller; the daemons run there too.
 options:
   name:
     description: Name of the daemon; names its pid and log files.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ValidationError
 
@@ -132,18 +132,20 @@ def validate_cloud_config(cfg: Mapping[str, Any], source: str = "user data") -> 
     coreos = cfg.get("coreos") or {}
     if not isinstance(coreos, Mapping):
         raise ValidationError(f"{source}: coreos must be a mapping")
-    names = set()
-    for i, unit in enumerate(coreos.get("units") or []):
-        validate_unit(unit, f"{source}: coreos.units[{i}]")
-        if unit["name"] in names:
-            raise ValidationError(f"{source}: unit {unit['name']} appears twice in coreos.units")
-        names.add(unit["name"])
-    paths = set()
-    for i, entry in enumerate(cfg.get("write_files") or []):
-        validate_write_file(entry, f"{source}: write_files[{i}]")
-        if entry["path"] in paths:
-            raise ValidationError(f"{source}: {entry['path']} appears twice in write_files")
-        paths.add(entry["path"])
+    _validate_each_once(coreos.get("units") or [], validate_unit, source, "coreos.units", "name", "unit ")
+    _validate_each_once(cfg.get("write_files") or [], validate_write_file, source, "write_files", "path", "")
+
+
+def _validate_each_once(
+    items: Iterable[Any], validate: Callable[[Any, str], None], source: str, section: str, key: str, label: str,
+) -> None:
+    """validate() each item of `section`, then refuse a second item with the same `key` (a unit name, a file path)."""
+    seen = set()
+    for i, item in enumerate(items):
+        validate(item, f"{source}: {section}[{i}]")
+        if item[key] in seen:
+            raise ValidationError(f"{source}: {label}{item[key]} appears twice in {section}")
+        seen.add(item[key])
 
 
 def iter_unit_files(cfg: Mapping[str, Any]) -> Iterable[tuple[str, str]]:

@@ -110,35 +110,34 @@ def parse_cloud_config(text: str, source: str = "cloud-config") -> dict[str, Any
     return data
 
 
+def _section(parent: dict[str, Any], name: str, empty: Any, error: str) -> Any:
+    """The value under `name` in any spelling _find_key accepts, None when there is none.
+
+    An empty value (`coreos:` with nothing after it) becomes `empty` in place; any other value must be of
+    empty's type, else ValidationError(error).
+    """
+    key = _find_key(parent, name)
+    if key is None:
+        return None
+    value = parent[key]
+    if value is None:
+        value = parent[key] = empty
+    if not isinstance(value, type(empty)):
+        raise ValidationError(error)
+    return value
+
+
 def load_base(text: str, source: str) -> dict[str, Any]:
     """Parse and check the base file's structure; drop-ins land under `drop_ins` whatever the spelling."""
     data = parse_cloud_config(text, source)
-    coreos_key = _find_key(data, "coreos")
-    if coreos_key is not None:
-        coreos = data[coreos_key]
-        if coreos is None:
-            coreos = data[coreos_key] = {}
-        if not isinstance(coreos, dict):
-            raise ValidationError(f"{source}: coreos must be a mapping")
-        units_key = _find_key(coreos, "units")
-        if units_key is not None:
-            units = coreos[units_key]
-            if units is None:
-                units = coreos[units_key] = []
-            if not isinstance(units, list):
-                raise ValidationError(f"{source}: coreos.units must be a list")
-            for i, unit in enumerate(units):
-                validate_unit(unit, f"{source}: coreos.units[{i}]")
-                units[i] = _normalize_unit(unit)
-    files_key = _find_key(data, "write_files")
-    if files_key is not None:
-        files = data[files_key]
-        if files is None:
-            files = data[files_key] = []
-        if not isinstance(files, list):
-            raise ValidationError(f"{source}: write_files must be a list")
-        for i, entry in enumerate(files):
-            validate_write_file(entry, f"{source}: write_files[{i}]")
+    coreos = _section(data, "coreos", {}, f"{source}: coreos must be a mapping")
+    units = _section(coreos, "units", [], f"{source}: coreos.units must be a list") if coreos is not None else None
+    for i, unit in enumerate(units or []):
+        validate_unit(unit, f"{source}: coreos.units[{i}]")
+        units[i] = _normalize_unit(unit)
+    files = _section(data, "write_files", [], f"{source}: write_files must be a list")
+    for i, entry in enumerate(files or []):
+        validate_write_file(entry, f"{source}: write_files[{i}]")
     keys_key = _find_key(data, "ssh_authorized_keys")
     if keys_key is not None and not isinstance(data[keys_key], (list, type(None))):
         raise ValidationError(f"{source}: ssh_authorized_keys must be a list")

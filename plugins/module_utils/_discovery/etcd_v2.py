@@ -127,20 +127,14 @@ class V2Directory:
         return registry_of_answers(listing, self.read_size(action))
 
 
-class EtcdV2Backend(Backend):
-    protocol = "etcd_v2"
-    deletable = True
+class V2TokenBackend(Backend):
+    """A protocol whose token is a URL read through V2Directory: etcd_v2, and public (whose service answers
+    reads of a token URL with the v2 JSON of the etcd behind it). Subclasses set `_service` and `_url`."""
 
-    def __init__(self, transport: Transport, service: Optional[str] = None, url: Optional[str] = None) -> None:
-        super().__init__(transport)
-        if url:
-            self._url = validate_v2_url(url)
-            self._service = v2_endpoint_of(self._url)
-        elif service:
-            self._url = ""
-            self._service = validate_service_url(service, "service")
-        else:
-            raise ValidationError("service or url is required with protocol=etcd_v2: the client URL of the etcd that hosts tokens")
+    # Whether a 404 without an etcd error code is explained as an etcd without --enable-v2.
+    v2_hints = True
+    _service = ""
+    _url = ""
 
     @property
     def service(self) -> str:
@@ -156,8 +150,33 @@ class EtcdV2Backend(Backend):
 
     def _directory(self) -> V2Directory:
         if not self._url:
-            raise ValidationError("url is required with protocol=etcd_v2: the discovery URL of the token")
-        return V2Directory(self.transport, self._url, self._service)
+            raise ValidationError(f"url is required with protocol={self.protocol}: the discovery URL of the token")
+        return V2Directory(self.transport, self._url, self._service, v2_hints=self.v2_hints)
+
+    def read_size(self) -> Optional[int]:
+        return self._directory().read_size("read discovery token")
+
+    def exists(self) -> bool:
+        return self._directory().exists("read discovery token")
+
+    def read(self) -> Registry:
+        return self._directory().read("read discovery token")
+
+
+class EtcdV2Backend(V2TokenBackend):
+    protocol = "etcd_v2"
+    deletable = True
+
+    def __init__(self, transport: Transport, service: Optional[str] = None, url: Optional[str] = None) -> None:
+        super().__init__(transport)
+        if url:
+            self._url = validate_v2_url(url)
+            self._service = v2_endpoint_of(self._url)
+        elif service:
+            self._url = ""
+            self._service = validate_service_url(service, "service")
+        else:
+            raise ValidationError("service or url is required with protocol=etcd_v2: the client URL of the etcd that hosts tokens")
 
     def create(self, size: int) -> Tuple[str, str]:
         """Create /_etcd/registry/<uuid>/_config/size = size; returns the member URL and the uuid."""
@@ -186,15 +205,6 @@ class EtcdV2Backend(Backend):
         if stored != size:
             raise ClusterError(f"Failed to {action} at {self._service}: etcd stored size {stored!r} instead of {size}")
         return directory.url, token
-
-    def read_size(self) -> Optional[int]:
-        return self._directory().read_size("read discovery token")
-
-    def exists(self) -> bool:
-        return self._directory().exists("read discovery token")
-
-    def read(self) -> Registry:
-        return self._directory().read("read discovery token")
 
     def delete(self) -> bool:
         action = "delete discovery token"

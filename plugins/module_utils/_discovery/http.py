@@ -88,6 +88,20 @@ def validate_endpoints(endpoints: Any, option: str = "endpoints") -> List[str]:
     return [validate_service_url(e, option) for e in endpoints]
 
 
+def transport_argument_spec() -> Dict[str, Dict[str, Any]]:
+    """The options of the discovery modules that make up their Transport (documented in doc_fragments/discovery.py)."""
+    return dict(
+        timeout=dict(type="float", default=10),
+        retries=dict(type="int", default=5),
+        validate_certs=dict(type="bool", default=True),
+    )
+
+
+def transport_options(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The keyword arguments of the states functions that transport_argument_spec() options give."""
+    return {name: params[name] for name in transport_argument_spec()}
+
+
 def validate_transport(timeout: Any, retries: Any) -> None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValidationError(f"timeout must be a number of seconds greater than 0, got {timeout!r}")

@@ -14,8 +14,7 @@ import re
 from typing import Any, Optional, Tuple
 from urllib.parse import urlencode, urlsplit
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import Backend, Registry
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.etcd_v2 import V2Directory
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.etcd_v2 import V2TokenBackend
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import (
     Transport, printable, validate_service_url, validate_size,
 )
@@ -68,9 +67,11 @@ def validate_public_url(url: Any, option: str = "url") -> Tuple[str, str]:
     return service, base
 
 
-class PublicBackend(Backend):
+class PublicBackend(V2TokenBackend):
     protocol = "public"
     deletable = False
+    # A 404 from the service means an unknown token, not an etcd without --enable-v2.
+    v2_hints = False
 
     def __init__(self, transport: Transport, service: Optional[str] = None, url: Optional[str] = None) -> None:
         super().__init__(transport)
@@ -78,24 +79,6 @@ class PublicBackend(Backend):
             self._service, self._url = validate_public_url(url)
         else:
             self._service, self._url = validate_service_url(service or DEFAULT_SERVICE, "service"), ""
-
-    @property
-    def service(self) -> str:
-        return self._service
-
-    @property
-    def discovery_url(self) -> str:
-        return self._url
-
-    @property
-    def token(self) -> str:
-        return self._url.rsplit("/", 1)[-1] if self._url else ""
-
-    def _directory(self) -> V2Directory:
-        if not self._url:
-            raise ValidationError("url is required with protocol=public: the discovery URL of the token")
-        # A 404 from the service means an unknown token, not an etcd without --enable-v2.
-        return V2Directory(self.transport, self._url, self._service, v2_hints=False)
 
     def create(self, size: int) -> Tuple[str, str]:
         """Mint a token; returns the token URL and its last path segment."""
@@ -114,12 +97,3 @@ class PublicBackend(Backend):
                 f"(like {service}/<hex token>), got {got}"
             )
         return url, urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-
-    def read_size(self) -> Optional[int]:
-        return self._directory().read_size("read discovery token")
-
-    def exists(self) -> bool:
-        return self._directory().exists("read discovery token")
-
-    def read(self) -> Registry:
-        return self._directory().read("read discovery token")

@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import PROTOCOLS, backend_for
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.etcd_v2 import is_v2_url
@@ -22,21 +21,15 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import 
 
 
 def ensure_present(
-    protocol: str,
-    size: Any,
-    *,
-    service: Optional[str] = None,
-    endpoints: Optional[List[str]] = None,
-    existing_user_data: Optional[List[Any]] = None,
-    check_mode: bool = False,
-    timeout: float = 10,
-    validate_certs: bool = True,
-    retries: int = 5,
-    sleep: Callable[[float], object] = time.sleep,
+    protocol: str, size: Any, *, service: Optional[str] = None, endpoints: Optional[List[str]] = None,
+    existing_user_data: Optional[List[Any]] = None, check_mode: bool = False, **transport_options: Any,
 ) -> Dict[str, Any]:
-    """Reuse the token the cluster's instances carry, or mint one; returns the module's result."""
+    """Reuse the token the cluster's instances carry, or mint one; returns the module's result.
+
+    The transport options are Transport's (timeout, validate_certs, retries, sleep), as for every state.
+    """
     size = validate_size(size)
-    transport = Transport(timeout, validate_certs, retries, sleep)
+    transport = Transport(**transport_options)
     if protocol not in PROTOCOLS:
         raise ValidationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if protocol != "etcd_v3" and endpoints:
@@ -72,20 +65,11 @@ def ensure_present(
 
 
 def ensure_absent(
-    protocol: str,
-    *,
-    url: Optional[str] = None,
-    service: Optional[str] = None,
-    endpoints: Optional[List[str]] = None,
-    token: Optional[str] = None,
-    check_mode: bool = False,
-    timeout: float = 10,
-    validate_certs: bool = True,
-    retries: int = 5,
-    sleep: Callable[[float], object] = time.sleep,
+    protocol: str, *, url: Optional[str] = None, service: Optional[str] = None, endpoints: Optional[List[str]] = None,
+    token: Optional[str] = None, check_mode: bool = False, **transport_options: Any,
 ) -> Dict[str, Any]:
     """Delete a self-hosted token (v2 by url, v3 by token and endpoints); returns the module's result."""
-    transport = Transport(timeout, validate_certs, retries, sleep)
+    transport = Transport(**transport_options)
     if protocol == "etcd_v2":
         if not url:
             raise ValidationError("url is required with state=absent and protocol=etcd_v2: the discovery URL to delete")
@@ -123,16 +107,8 @@ def infer_protocol(url: Optional[str], token: Optional[str]) -> str:
 
 
 def token_info(
-    protocol: Optional[str] = None,
-    *,
-    url: Optional[str] = None,
-    service: Optional[str] = None,
-    endpoints: Optional[List[str]] = None,
-    token: Optional[str] = None,
-    timeout: float = 10,
-    validate_certs: bool = True,
-    retries: int = 5,
-    sleep: Callable[[float], object] = time.sleep,
+    protocol: Optional[str] = None, *, url: Optional[str] = None, service: Optional[str] = None,
+    endpoints: Optional[List[str]] = None, token: Optional[str] = None, **transport_options: Any,
 ) -> Dict[str, Any]:
     """Read a token back without changing anything; returns the module's result.
 
@@ -140,7 +116,7 @@ def token_info(
     does not: the result then carries `msg`, with `exists` and `size` None, so that a caller can
     decide (cleanup keeps such a token in its plan rather than forget it).
     """
-    transport = Transport(timeout, validate_certs, retries, sleep)
+    transport = Transport(**transport_options)
     if protocol is None:
         protocol = infer_protocol(url, token)
     if protocol in ("public", "etcd_v2"):

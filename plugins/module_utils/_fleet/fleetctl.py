@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, ValidationError
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.unit import _snippet
@@ -188,23 +188,36 @@ def parse_list_machines(stdout: Any) -> List[Dict[str, Any]]:
 # Shell commands
 
 
-def _global_words(fleetctl: str, flags: Optional[Mapping[str, Any]]) -> List[str]:
-    if not isinstance(fleetctl, str) or not fleetctl.strip():
-        raise ValidationError(f"fleetctl must be the fleetctl command or path, got {fleetctl!r}")
-    words = [shlex.quote(fleetctl)]
-    if flags is None:
-        return words
-    if not isinstance(flags, Mapping):
-        raise ValidationError(f"fleetctl flags must be a dict of flag names and values, got {type(flags).__name__}")
-    for key in sorted(flags):
-        value = flags[key]
-        if not isinstance(key, str) or not _FLAG_NAME_RE.match(key):
-            raise ValidationError(f"fleetctl flag {key!r} is not a flag name such as endpoint or request-timeout")
+def _named_values(
+    values: Optional[Mapping[str, Any]], name_re: Pattern[str], not_a_dict: str, bad_name: str,
+) -> Iterator[Tuple[str, Any]]:
+    """(name, value) of fleetctl flags or FLEETCTL_* variables in name order, checked one by one as they are
+    taken: a name must match `name_re` (else `bad_name`, formatted with its repr), unset (None) values are
+    left out, booleans become fleetctl's true/false."""
+    if values is None:
+        return
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"{not_a_dict}, got {type(values).__name__}")
+    for key in sorted(values):
+        value = values[key]
+        if not isinstance(key, str) or not name_re.match(key):
+            raise ValidationError(bad_name.format(key))
         if value is None:
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        elif not isinstance(value, (str, int, float)):
+        yield key, value
+
+
+def _global_words(fleetctl: str, flags: Optional[Mapping[str, Any]]) -> List[str]:
+    if not isinstance(fleetctl, str) or not fleetctl.strip():
+        raise ValidationError(f"fleetctl must be the fleetctl command or path, got {fleetctl!r}")
+    words = [shlex.quote(fleetctl)]
+    for key, value in _named_values(
+        flags, _FLAG_NAME_RE, "fleetctl flags must be a dict of flag names and values",
+        "fleetctl flag {!r} is not a flag name such as endpoint or request-timeout",
+    ):
+        if not isinstance(value, (str, int, float)):
             raise ValidationError(f"fleetctl flag {key}: the value must be a string, number or boolean, got {value!r}")
         # Global flags go before the subcommand: older fleetctl parses them with a separate flag set there.
         words.append(shlex.quote(f"--{key.replace('_', '-')}={value}"))
@@ -212,21 +225,13 @@ def _global_words(fleetctl: str, flags: Optional[Mapping[str, Any]]) -> List[str
 
 
 def _env_assignments(env: Optional[Mapping[str, Any]]) -> List[str]:
-    if env is None:
-        return []
-    if not isinstance(env, Mapping):
-        raise ValidationError(f"fleetctl env must be a dict of FLEETCTL_* variables, got {type(env).__name__}")
-    assignments = []
-    for key in sorted(env):
-        value = env[key]
-        if not isinstance(key, str) or not _ENV_NAME_RE.match(key):
-            raise ValidationError(f"fleetctl env {key!r}: only FLEETCTL_* variables (e.g. FLEETCTL_ENDPOINT) are passed")
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        assignments.append(f"{key}={shlex.quote(str(value))}")
-    return assignments
+    return [
+        f"{key}={shlex.quote(str(value))}"
+        for key, value in _named_values(
+            env, _ENV_NAME_RE, "fleetctl env must be a dict of FLEETCTL_* variables",
+            "fleetctl env {!r}: only FLEETCTL_* variables (e.g. FLEETCTL_ENDPOINT) are passed",
+        )
+    ]
 
 
 def fleetctl_command(subcommand: str, args: Sequence[str] = (), fleetctl: str = "fleetctl",

@@ -31,6 +31,7 @@ import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ValidationError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._values import whole_number
 
 Option = Tuple[str, str, str]
 
@@ -446,15 +447,6 @@ def instance_name(template: str, instance: Any) -> str:
     return name
 
 
-def _whole_number(value: Any, option: str) -> int:
-    # Digit strings are accepted because `-e` extra vars arrive as strings; a bool is a mistake.
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{option} must be a whole number, got {value!r}")
-    return value
-
-
 def template_instances(template: str, count: Any = None, instances: Any = None) -> List[str]:
     """The instance units of a template: foo@1..foo@<count>, or one per entry of `instances`, in that order.
 
@@ -463,7 +455,7 @@ def template_instances(template: str, count: Any = None, instances: Any = None) 
     if (count is None) == (instances is None):
         raise ValidationError(f"{template}: give either count or instances")
     if count is not None:
-        number = _whole_number(count, f"{template}: count")
+        number = whole_number(count, f"{template}: count")
         if number < 0:
             raise ValidationError(f"{template}: count must be 0 or more, got {number}")
         return [instance_name(template, index) for index in range(1, number + 1)]

@@ -88,7 +88,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 CLI_NAME = "fleetctl"
 VERSION = "1.0.0"
@@ -1339,13 +1339,19 @@ def _is_local_unit_different(ctx: Context, path: str, unit: Unit) -> tuple[bool,
 ALLOWED_REPLACE = {"submit": (INACTIVE,), "load": (INACTIVE, LOADED), "start": (INACTIVE, LOADED, LAUNCHED)}
 
 
+def _registry_unit(ctx: Context, name: str, error: str) -> Unit | None:
+    """The unit from the registry; a registry error is raised again as `error` % (name, error), worded as
+    the fleetctl function that meets it words it."""
+    try:
+        return ctx.registry.unit(name)
+    except CommandError as exc:
+        raise CommandError(error % (name, exc)) from None
+
+
 def _check_unit_creation(ctx: Context, arg: str) -> tuple[bool, bool]:
     """checkUnitCreation: (create it now, it exists and is being replaced)."""
     name = unit_name_mangle(arg)
-    try:
-        unit = ctx.registry.unit(name)
-    except CommandError as exc:
-        raise CommandError("error retrieving Unit(%s) from Registry: %s" % (name, exc)) from None
+    unit = _registry_unit(ctx, name, "error retrieving Unit(%s) from Registry: %s")
     if unit is None:
         return True, False
     different, error = _is_local_unit_different(ctx, arg, unit)
@@ -1442,10 +1448,7 @@ def set_target_states(ctx: Context, args: list[str], state: str) -> list[Unit]:
     triggered = []
     for arg in args:
         name = unit_name_mangle(arg)
-        try:
-            unit = ctx.registry.unit(name)
-        except CommandError as exc:
-            raise CommandError("error retrieving unit %s from registry: %s" % (name, exc)) from None
+        unit = _registry_unit(ctx, name, "error retrieving unit %s from registry: %s")
         if unit is None:
             raise CommandError("unable to find unit %s" % name)
         if unit.desired_state == state:
@@ -1466,7 +1469,8 @@ def find_units(ctx: Context, args: list[str]) -> list[Unit]:
     return [units[name] for name in (unit_name_mangle(arg) for arg in args) if name in units]
 
 
-def run_submit(ctx: Context, args: list[str]) -> int:
+def _submit(ctx: Context, args: list[str]) -> int | None:
+    """submit, and the first step of load and start: the exit code when the command ends here, else None."""
     if not args:
         stderr("No units given")
         return 0
@@ -1475,30 +1479,27 @@ def run_submit(ctx: Context, args: list[str]) -> int:
     except CommandError as exc:
         stderr("Error creating units: %s" % exc)
         return 1
-    return 0
+    return None
+
+
+def run_submit(ctx: Context, args: list[str]) -> int:
+    exit_code = _submit(ctx, args)
+    return 0 if exit_code is None else exit_code
 
 
 def _run_schedule(ctx: Context, args: list[str], state: str, label: str, error_word: str) -> int:
     """load and start: create what is missing, set the desired state, wait unless --no-block."""
-    if not args:
-        stderr("No units given")
-        return 0
-    try:
-        lazy_create_units(ctx, args)
-    except CommandError as exc:
-        stderr("Error creating units: %s" % exc)
-        return 1
+    exit_code = _submit(ctx, args)
+    if exit_code is not None:
+        return exit_code
     try:
         triggered = set_target_states(ctx, args, state)
     except CommandError as exc:
         stderr("Error %s units: %s" % (error_word, exc))
         return 1
-    waiting = []
+    waiting: list[str] = []
     for unit in triggered:
-        if unit.is_global:
-            stdout("Triggered global unit %s %s" % (unit.name, label))
-        else:
-            waiting.append(unit.name)
+        _note_triggered(unit, label, waiting)
     exit_code = wait_for_states(ctx, waiting, label, state, ctx.block_attempts())
     if exit_code != 0:
         stderr("Error waiting for unit states, exit status: %d" % exit_code)
@@ -1514,56 +1515,68 @@ def run_start(ctx: Context, args: list[str]) -> int:
     return _run_schedule(ctx, args, LAUNCHED, "start", "starting")
 
 
-def run_stop(ctx: Context, args: list[str]) -> int:
+def _note_triggered(unit: Unit, label: str, waiting: list[str]) -> None:
+    """After setting a unit's desired state: a global unit is only reported as triggered, the others are waited for."""
+    if unit.is_global:
+        stdout("Triggered global unit %s %s" % (unit.name, label))
+    else:
+        waiting.append(unit.name)
+
+
+def _found_units(ctx: Context, args: list[str]) -> list[Unit] | None:
+    """find_units, with its error printed; None after an error (the command then exits 1)."""
     try:
-        units = find_units(ctx, args)
+        return find_units(ctx, args)
     except CommandError as exc:
         stderr(str(exc))
-        return 1
-    stopping = []
+        return None
+
+
+def _set_desired_states(ctx: Context, units: Iterable[Unit], state: str, label: str) -> int:
+    """stop and unload: set the desired state of each unit as `units` yields it, then wait for the non-global
+    ones. A CommandError raised while yielding ends the command there (main prints it, exit 1) with the
+    states already set kept, as fleetctl's stop.go returns in the middle of its loop."""
+    waiting: list[str] = []
+    for unit in units:
+        ctx.registry.set_target_state(unit.name, state)
+        _note_triggered(unit, label, waiting)
+    reconcile(ctx.registry)
+    return wait_for_states(ctx, waiting, label, state, ctx.block_attempts())
+
+
+def _units_to_stop(units: list[Unit]) -> Iterator[Unit]:
+    """stop.go: a loaded unit is skipped, an inactive one refused; global units are always triggered."""
     for unit in units:
         if not unit.is_global:
             if unit.current_state == INACTIVE:
-                stderr("Unable to stop unit %s in state %s" % (unit.name, INACTIVE))
-                return 1
+                raise CommandError("Unable to stop unit %s in state %s" % (unit.name, INACTIVE))
             if unit.current_state == LOADED:
                 continue
-        ctx.registry.set_target_state(unit.name, LOADED)
-        if unit.is_global:
-            stdout("Triggered global unit %s stop" % unit.name)
-        else:
-            stopping.append(unit.name)
-    reconcile(ctx.registry)
-    return wait_for_states(ctx, stopping, "stop", LOADED, ctx.block_attempts())
+        yield unit
+
+
+def run_stop(ctx: Context, args: list[str]) -> int:
+    units = _found_units(ctx, args)
+    if units is None:
+        return 1
+    return _set_desired_states(ctx, _units_to_stop(units), LOADED, "stop")
 
 
 def run_unload(ctx: Context, args: list[str]) -> int:
-    try:
-        units = find_units(ctx, args)
-    except CommandError as exc:
-        stderr(str(exc))
+    units = _found_units(ctx, args)
+    if units is None:
         return 1
-    waiting = []
-    for unit in units:
-        if not unit.is_global and unit.current_state == INACTIVE:
-            continue
-        ctx.registry.set_target_state(unit.name, INACTIVE)
-        if unit.is_global:
-            stdout("Triggered global unit %s unload" % unit.name)
-        else:
-            waiting.append(unit.name)
-    reconcile(ctx.registry)
-    return wait_for_states(ctx, waiting, "unload", INACTIVE, ctx.block_attempts())
+    # unload.go skips units that are already inactive, global ones excepted.
+    to_unload = (unit for unit in units if unit.is_global or unit.current_state != INACTIVE)
+    return _set_desired_states(ctx, to_unload, INACTIVE, "unload")
 
 
 def run_destroy(ctx: Context, args: list[str]) -> int:
     if not args:
         stderr("No units given")
         return 0
-    try:
-        units = find_units(ctx, args)
-    except CommandError as exc:
-        stderr(str(exc))
+    units = _found_units(ctx, args)
+    if units is None:
         return 1
     if not units:
         stderr("Units not found in registry")
@@ -1586,11 +1599,18 @@ def run_destroy(ctx: Context, args: list[str]) -> int:
     return exit_code
 
 
-def run_cat(ctx: Context, args: list[str]) -> int:
+def _one_unit_name(args: list[str], message: str) -> str | None:
+    """The mangled name of the one unit cat and journal take; None after `message` (their wordings differ by a period)."""
     if len(args) != 1:
-        stderr("One unit file must be provided")
+        stderr(message)
+        return None
+    return unit_name_mangle(args[0])
+
+
+def run_cat(ctx: Context, args: list[str]) -> int:
+    name = _one_unit_name(args, "One unit file must be provided")
+    if name is None:
         return 1
-    name = unit_name_mangle(args[0])
     try:
         unit = ctx.registry.unit(name)
     except CommandError as exc:
@@ -1651,10 +1671,9 @@ def run_status(ctx: Context, args: list[str]) -> int:
 
 
 def run_journal(ctx: Context, args: list[str]) -> int:
-    if len(args) != 1:
-        stderr("One unit file must be provided.")
+    name = _one_unit_name(args, "One unit file must be provided.")
+    if name is None:
         return 1
-    name = unit_name_mangle(args[0])
     unit, code = _running_unit(ctx, name)
     if unit is None:
         return code
