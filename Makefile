@@ -61,9 +61,9 @@ integration:
 	$(BIN)/pytest -q -p no:cacheprovider tests/nodes tests/integration
 
 bench: setup
-	$(BIN)/python tools/bench.py
-	$(BIN)/python tools/bench_deploy.py
-	$(BIN)/python tools/bench_boot.py
+	$(BIN)/python tests/bench/bench.py
+	$(BIN)/python tests/bench/bench_deploy.py
+	$(BIN)/python tests/bench/bench_boot.py
 
 clean: sandbox-stop
 	rm -rf .build .sandbox tests/output .ansible

@@ -1,7 +1,7 @@
 """Integration tests: the `integration` marker, and imports of the collection and of the helpers here.
 
 `tools/setup.sh` links this checkout into .build/collections/ansible_collections/coreos_ec2/cluster;
-helpers such as etcd_procs.py sit beside the tests and are imported by their plain names.
+the helpers shared with the benchmarks are the package tests/support (`from support.sandbox import ...`).
 """
 
 import os
@@ -26,7 +26,7 @@ def pytest_configure(config):
 # One private sandbox for the whole session, shared by every test module that asks for it.
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    from harness import Sandbox, free_port, run_playbook  # importable once sys.path is set above
+    from support.sandbox import Sandbox, free_port, run_playbook  # importable once sys.path is set above
 
     sb = Sandbox(str(tmp_path_factory.mktemp("sandbox")), free_port(), free_port(), free_port())
     run = run_playbook("sandbox.yml", sb.vars())

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
-from fleet_nodes import GROUP, start_fleet_cluster
-from harness import run_playbook
+from support.fleet_nodes import GROUP, start_fleet_cluster
+from support.sandbox import run_playbook
 
 pytestmark = pytest.mark.integration
 

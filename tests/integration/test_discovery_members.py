@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Discovery tokens on a real etcd, and real etcd members bootstrapping through one.
 
-Every assertion about a token reads etcd's own state over HTTP (etcd_procs' readers), not what our
+Every assertion about a token reads etcd's own state over HTTP (tests/support/etcd.py's readers), not what our
 code reports. The etcd servers are shared per module to keep the file within a few seconds.
 """
 
@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from etcd_procs import EtcdServer, etcd_available, http_json, start_members
+from support.etcd import EtcdServer, etcd_available, http_json, start_members
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import backend_for
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import Transport

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from etcd_procs import start_members
-from harness import TAG, cluster_instances, discovery_url_of, registry_key, run_playbook, user_data
+from support.etcd import start_members
+from support.sandbox import TAG, cluster_instances, discovery_url_of, registry_key, run_playbook, user_data
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from ec2_proxy import EC2Proxy, Fault
-from harness import cluster_instances, free_port, run_playbook, world
+from support.ec2_proxy import EC2Proxy, Fault
+from support.sandbox import cluster_instances, free_port, run_playbook, world
 
 pytestmark = pytest.mark.integration
 

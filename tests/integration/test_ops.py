@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from ec2_proxy import EC2Proxy, Fault
-from harness import TAG, cluster_instances, discovery_url_of, run_playbook, user_data
+from support.ec2_proxy import EC2Proxy, Fault
+from support.sandbox import TAG, cluster_instances, discovery_url_of, run_playbook, user_data
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import TAG, Sandbox, cluster_instances, discovery_url_of, free_port, run_playbook, user_data
+from support.sandbox import TAG, Sandbox, cluster_instances, discovery_url_of, free_port, run_playbook, user_data
 from nodes import fixtures as node_fixtures
 from nodes import harness as nodes
 

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.etcd import EtcdServer
 from node_image import IMAGE, load_program
 
 FLANNELD = IMAGE / "usr" / "bin" / "flanneld.py"
@@ -316,34 +317,8 @@ def etcd_call(url: str, method: str = "GET", form: dict = None) -> tuple:
 def etcd(tmp_path_factory):
     if not os.access(ETCD, os.X_OK):
         pytest.skip("no etcd binary")
-    base = tmp_path_factory.mktemp("etcd")
-    client, peer = "http://127.0.0.1:%d" % _free_port(), "http://127.0.0.1:%d" % _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-    with open(base / "etcd.log", "wb") as log:
-        proc = subprocess.Popen(
-            [ETCD, "--enable-v2", "--name", "t", "--data-dir", str(base / "data"), "--listen-client-urls", client,
-             "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "t=" + peer], stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if etcd_call(client + "/v2/keys/")[0] == 200:
-                    break
-            except (OSError, ValueError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("etcd did not start: %s" % (base / "etcd.log").read_text()[-2000:])
-            time.sleep(0.1)
-        yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with EtcdServer(tmp_path_factory.mktemp("etcd"), name="t", start_timeout=30) as server:
+        yield server.client_url
 
 
 _PREFIXES = iter(range(1000))

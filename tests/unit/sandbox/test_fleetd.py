@@ -19,6 +19,7 @@ import uuid
 from typing import Callable
 
 import pytest
+from support.etcd import EtcdServer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 FLEETD = os.path.join(ROOT, "roles", "sandbox", "files", "node-image", "opt", "bin", "fleetd.py")
@@ -52,49 +53,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Etcd:
-    """One etcd member with the v2 API on loopback, in a tmp data dir."""
+class Etcd(EtcdServer):
+    """One etcd member with the v2 API on loopback (tests/support), with what these tests read of it."""
 
     def __init__(self, data_dir: str, client_port: int | None = None):
-        self.client_port = client_port or free_port()
-        self.url = "http://127.0.0.1:%d" % self.client_port
-        peer = "http://127.0.0.1:%d" % free_port()
-        self.argv = [ETCD, "--enable-v2", "--name", "test", "--data-dir", data_dir,
-                     "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                     "--initial-cluster", "test=" + peer]
-        self.process: subprocess.Popen | None = None
+        super().__init__(data_dir, name="test", start_timeout=20, client_port=client_port)
+        self.url = self.client_url
 
     def start(self) -> "Etcd":
-        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("etcd at " + self.url, self.healthy, timeout=20)
+        super().start()
+        self.wait_healthy(self.start_timeout)
         return self
 
-    def healthy(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, "etcd exited"
-        try:
-            with OPENER.open(self.url + "/v2/keys/", timeout=1) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
     def get(self, key: str) -> dict | None:
-        try:
-            with OPENER.open(self.url + "/v2/keys" + key, timeout=5) as response:
-                return json.loads(response.read())["node"]
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        status, body = self.v2_get(key)
+        if status == 404:
+            return None
+        assert status == 200, (status, body)
+        return body["node"]
 
 
 @pytest.fixture

@@ -97,12 +97,13 @@ class EtcdProcess:
     `args` are extra flags; the listen/advertise URLs, name and data dir are set here.
     """
 
-    def __init__(self, tmpdir: str | os.PathLike, name: str, args: Sequence[str] = (), enable_v2: bool = True) -> None:
+    def __init__(self, tmpdir: str | os.PathLike, name: str, args: Sequence[str] = (), enable_v2: bool = True,
+                 client_port: int | None = None) -> None:
         self.name = name
         self.base = Path(tmpdir) / name
         self.data_dir = self.base / "data"
         self.log_path = self.base / "etcd.log"
-        self.client_port = free_port()
+        self.client_port = client_port or free_port()
         self.peer_port = free_port()
         self.client_url = f"http://{HOST}:{self.client_port}"
         self.peer_url = f"http://{HOST}:{self.peer_port}"
@@ -217,8 +218,9 @@ class EtcdServer(EtcdProcess):
     (`/v3/kv/...`) is served in both cases.
     """
 
-    def __init__(self, tmpdir: str | os.PathLike, enable_v2: bool = True, name: str = "discovery", start_timeout: float = 15.0) -> None:
-        super().__init__(tmpdir, name, enable_v2=enable_v2)
+    def __init__(self, tmpdir: str | os.PathLike, enable_v2: bool = True, name: str = "discovery", start_timeout: float = 15.0,
+                 client_port: int | None = None) -> None:
+        super().__init__(tmpdir, name, enable_v2=enable_v2, client_port=client_port)
         self.start_timeout = start_timeout
         self.extra_args = [
             "--initial-cluster", f"{name}={self.peer_url}",

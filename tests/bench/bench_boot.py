@@ -13,7 +13,7 @@ cluster of N machines (default 3) launched with config/cloud-config.example:
      process, so the launcher's own cost shows apart from the boot.
 Nothing asserts on speed: the figures are for reading.
 
-Usage: .venv/bin/python tools/bench_boot.py [--size 3]
+Usage: .venv/bin/python tests/bench/bench_boot.py [--size 3]
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, os.path.join(REPO, "roles", "sandbox", "files"))
 
-from harness import Sandbox, cluster_instances, free_port, run_playbook, user_data  # noqa: E402
+from support.sandbox import Sandbox, cluster_instances, free_port, run_playbook, user_data  # noqa: E402
 from sandbox_host import nodes  # noqa: E402
 
 BRIDGE = "ce2bnc0"

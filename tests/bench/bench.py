@@ -17,7 +17,7 @@ It prints wall-clock seconds, EC2 calls (total and the commonest actions) and th
 Nothing here asserts on speed: the figures are for reading. The emulator answers in microseconds and has no
 throttling, so on AWS both sides get slower and the call count matters more than the seconds.
 
-Usage: .venv/bin/python tools/bench.py [--sizes 3,100] [--json FILE]
+Usage: .venv/bin/python tests/bench/bench.py [--sizes 3,100] [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import boto3  # noqa: E402
 
-from ec2_proxy import EC2Proxy  # noqa: E402
-from harness import REGION, TAG, Sandbox, cluster_instances, free_port, run_playbook  # noqa: E402
+from support.ec2_proxy import EC2Proxy  # noqa: E402
+from support.sandbox import REGION, TAG, Sandbox, cluster_instances, free_port, run_playbook  # noqa: E402
 
 KEY_NAME = "coreos-sandbox"
 INSTANCE_TYPE = "c4.large"

@@ -14,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from harness import REPO, VENV_BIN
+from support.sandbox import REPO, VENV_BIN
 from nodes import harness as nodes_harness
 from nodes.double import NODE_PATH, fleetctl_script
 

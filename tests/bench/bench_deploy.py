@@ -6,9 +6,9 @@ On three test nodes (tests/nodes: systemd-nspawn machines with sshd, etcd and th
   2. the same again, which must change nothing;
   3. a plain baseline: one `ssh` command whose script writes the same 20 units (under other names) and runs
      `fleetctl submit` and `fleetctl start --no-block` once each, with no listing, no hashing and no idempotence.
-Needs root (the nodes); elsewhere it says why it skips. `make bench` runs it after tools/bench.py's EC2 part.
+Needs root (the nodes); elsewhere it says why it skips. `make bench` runs it after tests/bench/bench.py's EC2 part.
 
-Usage: .venv/bin/python tools/bench_deploy.py [--json FILE]
+Usage: .venv/bin/python tests/bench/bench_deploy.py [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from fleet_nodes import GROUP, start_fleet_cluster  # noqa: E402
-from harness import run_playbook  # noqa: E402
+from support.fleet_nodes import GROUP, start_fleet_cluster  # noqa: E402
+from support.sandbox import run_playbook  # noqa: E402
 from nodes import harness as nodes_harness  # noqa: E402
 
 PLAIN_UNITS = 15
