@@ -36,8 +36,9 @@ def node_sandbox(tmp_path_factory):
     reason = nodes.host_problem()
     if reason:
         node_fixtures._unavailable(reason)  # pylint: disable=protected-access
-    sb = Sandbox(str(tmp_path_factory.mktemp("node-sandbox")), free_port(), free_port(), free_port(), nodes=True)
-    run = run_playbook("sandbox.yml", sb.vars(sandbox_max_nodes=MAX_NODES), timeout=1200)
+    sb = Sandbox(str(tmp_path_factory.mktemp("node-sandbox")), free_port(), free_port(), free_port(), nodes=True,
+                 max_nodes=MAX_NODES)
+    run = run_playbook("sandbox.yml", sb.vars(), timeout=1200)
     try:
         assert run.rc == 0, run.out[-4000:]
         status = host_status(sb)
@@ -49,7 +50,8 @@ def node_sandbox(tmp_path_factory):
         stop = run_playbook("sandbox.yml", sb.vars(sandbox_state="stopped"))
         assert stop.rc == 0, stop.out[-4000:]
         assert not Path("/sys/class/net/ce2tst0").exists(), "the sandbox's bridge outlived it"
-        assert not list(Path(sb.state_dir, "host", "volumes").glob("*.img")), "volume files outlived the sandbox"
+        assert not Path(sb.state_dir, "host", "volumes").exists(), "volume files outlived the sandbox"
+        assert not Path(sb.state_dir, "host", "nodes").exists(), "node disks outlived the sandbox"
 
 
 def host_status(sb: Sandbox) -> dict:
@@ -171,13 +173,25 @@ def test_data_survives_stop_start_and_reboot_and_goes_with_termination(node_sand
     wait_for("the volume mounted again", lambda: "kept-across-boots" in ssh(sb, ip, "cat /media/ebs/proof").stdout,
              timeout=90, interval=1)
     journal = ssh(sb, ip, "journalctl -b -u format-ebs.service --no-pager").stdout
-    assert "already holds a filesystem" in journal and "formatting" not in journal, journal
+    assert "already holds a filesystem" in journal and "coreos-ebs-prepare: formatting" not in journal, journal
 
     leader = node_of(sb, instance_id)["leader_pid"]
     ec2.reboot_instances(InstanceIds=[instance_id])
     wait_for("the node rebooted", lambda: (node_of(sb, instance_id)["leader_pid"] or leader) != leader, timeout=60)
     wait_for("the volume after the reboot", lambda: "kept-across-boots" in ssh(sb, ip, "cat /media/ebs/proof").stdout,
              timeout=90, interval=1)
+
+    # A changed sandbox setting restarts the host process (its nodes stop with it): the machines come back, with
+    # the same disks and volumes.
+    leader = node_of(sb, instance_id)["leader_pid"]
+    for max_nodes in (MAX_NODES + 1, MAX_NODES):
+        restarted = run_playbook("sandbox.yml", sb.vars(sandbox_max_nodes=max_nodes))
+        assert restarted.rc == 0 and restarted.recap["changed"] >= 1, restarted.out[-3000:]
+    wait_for("the node back after the host restarted",
+             lambda: (node_of(sb, instance_id) or {}).get("leader_pid") not in (None, leader), timeout=90)
+    assert host_status(sb)["max_nodes"] == MAX_NODES
+    wait_for("the volume after the host restarted",
+             lambda: "kept-across-boots" in ssh(sb, ip, "cat /media/ebs/proof").stdout, timeout=90, interval=1)
 
     terminate = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="terminate"))
     assert terminate.rc == 0, terminate.out[-4000:]

@@ -74,6 +74,7 @@ class Sandbox:
     nodes: bool = False
     bridge: str = "ce2tst0"
     network: str = "10.132.0.0/16"
+    max_nodes: int = 10
 
     @property
     def ec2_url(self) -> str:
@@ -87,7 +88,8 @@ class Sandbox:
         v = {"target": "sandbox", "sandbox_dir": self.state_dir, "sandbox_ec2_port": self.ec2_port,
              "sandbox_etcd_port": self.etcd_port, "sandbox_etcd_peer_port": self.etcd_peer_port,
              "sandbox_emulator_port": self.emulator_port, "sandbox_discovery_port": self.discovery_port,
-             "sandbox_nodes": self.nodes, "sandbox_bridge": self.bridge, "sandbox_network": self.network}
+             "sandbox_nodes": self.nodes, "sandbox_bridge": self.bridge, "sandbox_network": self.network,
+             "sandbox_max_nodes": self.max_nodes}
         v.update(extra)
         return v
 

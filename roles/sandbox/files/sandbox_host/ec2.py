@@ -147,6 +147,13 @@ class EmulatorReader:
         answer = self.client(region).describe_volumes(VolumeIds=volume_ids)
         return {v["VolumeId"]: int(v["Size"]) for v in answer.get("Volumes", [])}
 
+    def volume_sizes_all(self, region: str) -> dict[str, int]:
+        """Every volume the emulator has in a region (attached or not), by id."""
+        sizes: dict[str, int] = {}
+        for page in self.client(region).get_paginator("describe_volumes").paginate():
+            sizes.update({v["VolumeId"]: int(v["Size"]) for v in page.get("Volumes", [])})
+        return sizes
+
     def public_key(self, region: str, key_name: str) -> str | None:
         try:
             answer = self.client(region).describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)

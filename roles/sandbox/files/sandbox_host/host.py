@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -214,6 +215,7 @@ class Host:
         self.slots: dict[str, Slot] = {}
         self.instances: dict[str, ec2.Instance] = {}
         self.regions: set[str] = set(args.region or [])
+        self.swept = False
         self.mode = "starting"
         self.reason = ""
         self.image = "none"
@@ -283,10 +285,12 @@ class Host:
         if leftovers:
             log(f"removed what an earlier run left on {self.args.bridge}: {', '.join(leftovers)}")
         self._firewall(delete_only=True)
-        for stale in self.volume_dir.glob("*.img"):  # the emulator that knew these volumes is gone
+        # Volume files and node disks of an earlier host stay: when only the host restarted (a setting changed), the
+        # emulator still has those instances and their data must survive. The first complete look at the emulator
+        # removes what it no longer knows (_sweep).
+        for path in self.volume_dir.glob("*.img"):
             with contextlib.suppress(volumes.VolumeError, OSError):
-                volumes.delete(stale)
-        shutil.rmtree(self.nodes_dir, ignore_errors=True)
+                volumes.detach(path)
         problem = network_problem(str(self.network), host_networks(exclude_link=self.args.bridge))
         if problem:
             raise nodes.NodesError(problem)
@@ -335,8 +339,9 @@ class Host:
             self.bridge_lock = None
 
     def shutdown(self) -> None:
-        """The sandbox stops and its emulator forgets every instance: every node and volume goes too."""
-        log("stopping: removing every node and volume")
+        """Every node stops at once and every loop device is detached. Their disks and volume files stay: the next
+        host removes what the emulator no longer knows (a sandbox stop removes them with the emulator's state)."""
+        log("stopping: every node stops; disks and volumes stay for the emulator's instances")
         self.stopping.set()
         self.wake.set()
         if self.front is not None:
@@ -351,8 +356,7 @@ class Host:
             nodes._cgroup_kill(self.group)  # pylint: disable=protected-access
         for path in self.volume_dir.glob("*.img"):
             with contextlib.suppress(Exception):
-                volumes.delete(path)
-        shutil.rmtree(self.nodes_dir, ignore_errors=True)
+                volumes.detach(path)
         self._teardown_network()
         self.mode = "stopped"
         self.write_status()
@@ -407,7 +411,32 @@ class Host:
                 if instance_id not in seen and slot.region in answered:
                     # Gone from the emulator (reset, or its record expired): nothing is left to keep.
                     self._schedule(slot, self._terminate, None)
+        if not self.swept and regions and answered == set(regions) and self.mode == "nodes":
+            self._sweep(seen, regions)
         self.write_status()
+
+    def _sweep(self, seen: dict[str, ec2.Instance], regions: list[str]) -> None:
+        """Once per host: remove volume files and node disks that no volume or instance of the emulator owns any more
+        (left by a host whose emulator was reset or stopped)."""
+        known_volumes: set[str] = set()
+        for region in regions:
+            try:
+                known_volumes |= set(self.reader.volume_sizes_all(region))
+            except Exception as exc:  # noqa: BLE001 - try again at the next look
+                log(f"DescribeVolumes in {region} failed: {exc}")
+                return
+        for path in self.volume_dir.glob("*.img"):
+            if path.stem not in known_volumes:
+                with contextlib.suppress(volumes.VolumeError, OSError):
+                    volumes.delete(path)
+                log(f"removed {path.name}: the emulator has no such volume")
+        live = {node_name(i) for i, instance in seen.items() if not instance.gone}
+        if self.nodes_dir.is_dir():
+            for path in self.nodes_dir.iterdir():
+                if path.name not in live:
+                    shutil.rmtree(path, ignore_errors=True)
+                    log(f"removed the disk of node {path.name}: its instance is gone")
+        self.swept = True
 
     def _decide(self, instance: ec2.Instance) -> None:
         slot = self.slots.get(instance.instance_id)
@@ -490,6 +519,8 @@ class Host:
             slot.name, slot.ip, rootfs=self.rootfs, state_dir=self.nodes_dir / slot.name, group=self.group,
             bridge=self.bridge.name, prefixlen=self.network.prefixlen, files=files, enable=NODE_UNITS,
             hostname=short_hostname(instance.private_dns, slot.ip), routes=[f"{METADATA_IP}/32"],
+            # The same machine id for the same instance whatever host boots it (etcd names its member after it).
+            machine_id=uuid.uuid5(uuid.NAMESPACE_URL, f"coreos-ec2-sandbox:{instance.instance_id}").hex,
         )
         return node
 
