@@ -325,9 +325,10 @@ class Host:
             raise nodes.NodesError(f"could not fence the bridge {self.args.bridge} with nft: {proc.stderr.strip()}")
 
     def _teardown_network(self) -> None:
-        if self.metadata_server is not None:
+        if self.metadata is not None and self.metadata_server is not None:
+            # The service stops every server it started, this one included.
             with contextlib.suppress(Exception):
-                self.metadata.shutdown() if self.metadata else None
+                self.metadata.shutdown()
             self.metadata_server = None
         if self.bridge is not None:
             with contextlib.suppress(Exception):
