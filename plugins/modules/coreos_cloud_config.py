@@ -37,8 +37,28 @@ description:
     and O(ssh_authorized_keys) add to the base file's keys."
   - Flatcar reads a unit's drop-ins as C(drop_ins), old CoreOS documented C(drop-ins); both spellings are accepted
     in a base file and the flavour's own is emitted.
+  - "An existing CoreOS cloud-config as the base file: with O(flavor=flatcar), which has neither etcd2 nor fleet,
+    C(coreos.etcd2) becomes C(ETCD_*) lines in the drop-in C(10-clct-coreos-etcd2.conf) of C(etcd-member.service)
+    and C(coreos.fleet) C(FLEET_*) lines in the drop-in C(10-clct-coreos-fleet.conf) of C(fleet.service) (each key,
+    with C(-) or C(_), upper-cased as coreos-cloudinit does; C(ca-file) and C(peer-ca-file) as their etcd 3
+    replacements), its C(metadata) pairs join O(fleet_metadata), and base units named C(etcd2.service) and
+    C(fleet.service) are dropped. Generated values win: C(discovery), C(name), the client and peer URLs,
+    C(etcd-servers) and C(public-ip) are the collection's; C(initial-cluster) and C(discovery-srv) (etcd takes
+    one way to bootstrap) and C(data-dir) and C(wal-dir) (etcd-member keeps its data in C(/var/lib/etcd)) are
+    dropped. One warning names each translated, replaced or dropped key, never its value. O(flavor=coreos) keeps
+    these sections and units, merged as above."
+  - "With either flavour, every etcd discovery URL of the base file or the O(units) and O(write_files) options
+    (C(ETCD_DISCOVERY=), C(--discovery), a C(discovery) key, a C(https://discovery.etcd.io/...) URL such as the
+    placeholder C(https://discovery.etcd.io/<token>)) becomes O(discovery_url), with a warning that names the place;
+    with O(discovery_token) such a URL is refused."
+  - "With either flavour and O(ebs.enabled=true), a unit of the base file or of O(units) whose C(Exec*) lines (content
+    or drop-ins) would wipe or format the data volume is refused, naming the unit and the line: C(wipefs),
+    C(mkfs*), C(mke2fs), C(mkswap), C(blkdiscard) or C(shred) on O(ebs.device), its Xen twin (C(/dev/sdb) and
+    C(/dev/xvdb)), an NVMe namespace (C(/dev/nvme1n1)) or C(/dev/disk/by-label/<label>), or C(dd) writing to one
+    (C(of=)). The collection formats the volume once itself; such a unit would erase it at every boot."
   - It only computes (C(changed) is always false) and fails, before anything is created, when the result is not
-    valid cloud-config, names an invalid systemd unit, or is over EC2's 16 KB user-data limit.
+    valid cloud-config, names an invalid systemd unit, would wipe the data volume, or is over EC2's 16 KB
+    user-data limit.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
@@ -268,11 +288,15 @@ size:
   type: int
   sample: 7342
 overrides:
-  description: One message per base-file entry that a generated setting or an option replaced (also emitted as warnings).
+  description:
+    - One message per base-file entry that a generated setting or an option replaced, or that was translated for
+      Flatcar or dropped (also emitted as warnings).
   returned: success
   type: list
   elements: str
-  sample: ["unit etcd-member.service drop-in 20-clct-etcd-member.conf from the base file is replaced by the generated setting"]
+  sample: ["unit etcd-member.service drop-in 20-clct-etcd-member.conf from the base file is replaced by the generated setting",
+           "coreos.etcd2.heartbeat-interval from the base file config/cloud-config.example is translated to
+            ETCD_HEARTBEAT_INTERVAL in etcd-member.service's drop-in 10-clct-coreos-etcd2.conf (Flatcar has no etcd2)"]
 """
 
 import base64

@@ -29,10 +29,13 @@ Submodules (import each name from the one that defines it; this package re-expor
 - units: the generated units and drop-ins (etcd-member, flannel, EBS, fleet), systemd path
   escaping, and the generated and units/write_files-option layers.
 - merge: laying one cloud-config over another, and finalising drop-in spelling for a flavour.
+- legacy: an existing CoreOS cloud-config as the base: refuse_volume_wipes (units that would wipe or
+  format the data volume), translate_for_flatcar (coreos.etcd2/coreos.fleet to etcd-member and fleet
+  drop-ins, etcd2.service/fleet.service dropped) and replace_discovery_urls (the fresh URL everywhere).
 - user_data: PyYAML, parsing and loading a base file, rendering and checking the user data.
 - build: build_user_data, everything together, and its CloudConfigResult.
 
 Dependencies run one way: entries and scripts import nothing of the package; settings imports
 entries; units imports entries, scripts and settings; user_data and merge import entries; build
-imports the rest.
+imports the rest; legacy imports entries, merge, settings and units.
 """

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.entries import validate_cloud_config
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.legacy import (
+    refuse_volume_wipes,
+    replace_discovery_urls,
+    translate_for_flatcar,
+)
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.merge import (
     finalize_for_flavor,
     merge_cloud_config,
@@ -39,7 +44,13 @@ class CloudConfigResult:
 def build_user_data(
     settings: CloudConfigSettings, base_text: str | None = None, base_source: str = "content"
 ) -> CloudConfigResult:
-    """Everything together: validate, generate, merge over the base, render, check."""
+    """Everything together: validate, generate, merge over the base, render, check.
+
+    An existing CoreOS cloud-config as the base (legacy.py): a unit of it (or of the units option) that would
+    wipe the data volume is refused before anything else; for flatcar its coreos.etcd2 and coreos.fleet are
+    translated and etcd2.service/fleet.service dropped; after the merge, every discovery URL the collection
+    did not write is the fresh one.
+    """
     validate_settings(settings)
     warnings: list[str] = []
     if settings.flavor == "coreos" and settings.etcd_version:
@@ -48,12 +59,19 @@ def build_user_data(
     cfg: dict[str, Any] = load_base(base_text, base_source) if base_text is not None else {}
     label = f"the base file {base_source}"
     extras = extras_cloud_config(settings)
+    refuse_volume_wipes(cfg, settings.ebs, base_source)
+    refuse_volume_wipes(extras, settings.ebs, "units")
+    if settings.flavor == "flatcar":
+        cfg, settings, notes = translate_for_flatcar(cfg, settings, label, base_source)
+        warnings += notes
     if extras:
         cfg, notes = merge_cloud_config(cfg, extras, "the units/write_files options", label)
         warnings += notes
         label = f"{label} or the units/write_files options"
-    cfg, notes = merge_cloud_config(cfg, generate_cloud_config(settings), "the generated setting", label)
+    generated = generate_cloud_config(settings)
+    cfg, notes = merge_cloud_config(cfg, generated, "the generated setting", label)
     warnings += notes
+    warnings += replace_discovery_urls(cfg, settings, generated, label, base_source)
 
     cfg = finalize_for_flavor(cfg, settings.flavor)
     validate_cloud_config(cfg)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import pytest
 import yaml
@@ -123,3 +124,32 @@ def test_secrets_and_keys_are_declared_for_no_log():
     spec = module.argument_spec()
     assert spec["discovery_token"]["no_log"] is True
     assert spec["ssh_authorized_keys"]["no_log"] is False
+
+
+# ------------------------------------------------------------------------------------------
+# The seed project's CoreOS cloud-config as src (tests/fixtures)
+# ------------------------------------------------------------------------------------------
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures")
+
+
+def test_seed_cloud_config_fails_on_its_format_unit(capsys):
+    src = os.path.join(FIXTURES, "cloud-config.coreos-seed.yml")
+    result = run_module(capsys, {"discovery_url": URL, "src": src})
+    assert result["_rc"] == 1 and result["failed"] is True
+    assert result["msg"].startswith(f"{src}: a unit would wipe or format the data volume")
+    assert "unit format-xvdb.service, line 9: ExecStart=/usr/sbin/wipefs -f /dev/xvdb" in result["msg"]
+    assert "The collection formats the volume once by itself" in result["msg"]
+
+
+def test_seed_cloud_config_without_format_unit_is_translated_with_warnings(capsys):
+    src = os.path.join(FIXTURES, "cloud-config.coreos-seed-noformat.yml")
+    result = run_module(capsys, {"discovery_url": URL, "src": src})
+    assert result["_rc"] == 0
+    assert "etcd2" not in result["cloud_config"]["coreos"] and "fleet" not in result["cloud_config"]["coreos"]
+    assert "<token>" not in result["user_data"]
+    # (ansible-core keeps the warnings of earlier module runs in this process too.)
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert set(result["overrides"]) <= set(warnings) and len(result["overrides"]) == 13
+    assert f"unit etcd2.service from the base file {src} is dropped: Flatcar has no etcd2.service " \
+           "(the collection starts etcd-member.service)" in result["overrides"]

@@ -12,6 +12,11 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.s
 
 URL = "https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579"
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..", "config", "cloud-config.example")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "fixtures")
+# The seed project's CoreOS cloud-config, with its format-xvdb.service (wipefs + mkfs.ext4 at every boot),
+# and the same without that unit.
+SEED = os.path.join(FIXTURES, "cloud-config.coreos-seed.yml")
+SEED_NOFORMAT = os.path.join(FIXTURES, "cloud-config.coreos-seed-noformat.yml")
 
 FLATCAR_UNITS = [
     "format-ebs.service", "media-ebs.mount", "etcd-member.service", "flanneld.service",
@@ -42,3 +47,8 @@ def dropin(unit, name):
 
 def env_lines(text):
     return [line for line in text.splitlines() if line.startswith("Environment=")]
+
+
+def read(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()

@@ -76,10 +76,16 @@ def test_merge_generated_wins_and_base_is_kept():
     assert cfg["hostname"] == "node"
     prepare = next(f for f in cfg["write_files"] if f["path"] == "/opt/bin/coreos-ebs-prepare")
     assert prepare["content"] == EBS_PREPARE_SCRIPT
-    assert "discovery.etcd.io/stale\"" not in result.user_data.replace("etcd2", "")  # only etcd2 keeps it
+    # Flatcar has no etcd2: its section is translated (test_legacy.py), the stale URL is gone.
+    assert "etcd2" not in cfg["coreos"] and "stale" not in result.user_data
+    assert 'Environment="ETCD_HEARTBEAT_INTERVAL=200"' in dropin(etcd, "10-clct-coreos-etcd2.conf")
 
     # One warning per overridden entry, naming it but not its value.
     assert sorted(result.warnings) == sorted([
+        "coreos.etcd2.discovery from the base file base.yml is replaced by the generated setting "
+        "(the cluster's fresh discovery setting)",
+        "coreos.etcd2.heartbeat-interval from the base file base.yml is translated to ETCD_HEARTBEAT_INTERVAL in "
+        "etcd-member.service's drop-in 10-clct-coreos-etcd2.conf (Flatcar has no etcd2)",
         "hostname from the base file base.yml is replaced by the generated setting",
         "unit etcd-member.service drop-in 20-clct-etcd-member.conf from the base file base.yml is replaced by the generated setting",
         "unit etcd-member.service command from the base file base.yml is replaced by the generated setting",
