@@ -65,6 +65,10 @@ class ActionModule(FleetActionBase):
             validate_services(services)
             if args["batch_size"] < 1:
                 raise ClusterError(f"batch_size must be at least 1, got {args['batch_size']}")
+            if args["validate_only"]:
+                plan = plan_units(services, [], args["line_continuation"])
+                return dict(result, changed=False, summary="checked: " + describe_plan(plan), units=plan["units"],
+                            remote_commands=0)
             listing = self._listing_parts(options, ["unit_files"])
             texts_wanted = sorted({s["name"] for s in services if s.get("state") != "absent"})
             sections = self._run_sections(listing + (cat_parts(texts_wanted, **options) if self._task.diff else []))

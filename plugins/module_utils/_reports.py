@@ -26,17 +26,69 @@ def launch_summary(cluster: Mapping[str, Any], check_mode: bool = False, size: i
     return [headline] + rows + notes
 
 
-def rollback_message(cluster_name: str, failure: str, keep: bool, machines_tag: str = "", security_group: str = "",
-                     token: bool = False) -> str:
-    """The message a failed launch ends with: where it failed, and what it removed or kept.
+def rollback_message(cluster_name: str, failure: str, keep: bool, report: Mapping[str, Any]) -> str:
+    """The message a failed launch ends with: where it failed, what it removed, what is left and how to remove it.
 
-    machines_tag names the machines this run started (tag key=value) when they were removed or kept; security_group
-    the group it created; token whether it minted a token it could delete.
+    report (from the launch role's rollback): machines (ids this run started), machines_removed, machines_error,
+    listed/list_error (whether the cluster's machines could be listed), locked (whether this run got the lock, the
+    only way it can have started machines), security_group (id it created), security_group_removed/_error, token
+    (whether it minted one), token_protocol, token_removed/_error, lock_error, cleanup (the command for the rest).
     """
-    parts = ([f"machines tagged {machines_tag}"] if machines_tag else []) + (
-        [f"security group {security_group}"] if security_group else []) + (["the new discovery token"] if token else [])
-    done = "Kept for inspection (keep_on_failure=true): " if keep else "Rolled back: "
-    return f"Launch of cluster {cluster_name} failed at {failure}. {done}{'; '.join(parts) or 'nothing had been created'}."
+    failure = failure.rstrip().rstrip(".")
+    if report.get("checked"):
+        return f"Launch of cluster {cluster_name} failed at {failure}. Check mode: nothing had been created."
+    removed: list[str] = []
+    left: list[str] = []
+    ids = list(report.get("machines") or [])
+    if ids:
+        what = f"{len(ids)} machine{'s' if len(ids) != 1 else ''} ({', '.join(ids)})"
+        if keep:
+            left.append(what)
+        elif report.get("machines_removed"):
+            removed.append(what)
+        else:
+            left.append(f"{what}, not terminated: {_short(report.get('machines_error'))}")
+    if report.get("locked") and not report.get("listed") and report.get("list_error"):
+        left.append(f"any machine this run started (the cluster could not be listed: {_short(report['list_error'])})")
+    group = report.get("security_group") or ""
+    if group:
+        if keep:
+            left.append(f"security group {group}")
+        elif report.get("security_group_removed"):
+            removed.append(f"security group {group}")
+        else:
+            why = _short(report.get("security_group_error")) or "not deleted while machines may still use it"
+            left.append(f"security group {group} ({why})")
+    if report.get("token"):
+        if report.get("token_protocol") == "public":
+            left.append("the new discovery token (the public discovery service cannot delete tokens; it is unused)")
+        elif keep:
+            left.append("the new discovery token")
+        elif report.get("token_removed"):
+            removed.append("the new discovery token")
+        else:
+            left.append(f"the new discovery token (not deleted: {_short(report.get('token_error'))})")
+    if report.get("lock_error"):
+        left.append(f"the cluster's lock (not released: {_short(report['lock_error'])}; a later run may take it over "
+                    "with -e break_lock=true)")
+    parts = [f"Launch of cluster {cluster_name} failed at {failure}."]
+    if keep:
+        parts.append("Kept for inspection (keep_on_failure=true):" if left else "Nothing had been created.")
+        if left:
+            parts.append("; ".join(left) + ".")
+    else:
+        parts.append(("Rolled back: " + "; ".join(removed) + ".") if removed else
+                     "Nothing had been created." if not left else "Nothing was rolled back.")
+        if left:
+            parts.append("Left: " + "; ".join(left) + ".")
+    if any(not item.startswith(("the new discovery token", "the cluster's lock")) for item in left):
+        parts.append(f"Remove the rest with: {report.get('cleanup')}")
+    return " ".join(parts)
+
+
+def _short(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def deploy_result(outcome: Mapping[str, Any], skipped_reason: str = "") -> Dict[str, Any]:

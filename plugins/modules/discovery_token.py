@@ -72,6 +72,9 @@ options:
   url:
     description:
       - The V(etcd_v2) discovery URL to delete with O(state=absent), as returned in RV(discovery_url).
+      - With O(state=present), a token (V(public) or V(etcd_v2)) that an interrupted launch of this cluster minted:
+        it is returned with RV(reused=true) when the service still has it with the size O(size) and no member
+        registered yet, and a new one is minted (with a warning) otherwise. O(existing_user_data) wins over it.
       - Only directories that hold a C(_config/size) key are deleted, a guard against wiping unrelated keys.
     type: str
   token:
@@ -208,11 +211,12 @@ def main() -> None:
     transport = transport_options(p)
     try:
         if p["state"] == "present":
-            if p["url"] or p["token"]:
-                module.fail_json(msg="url and token are only used with state=absent")
+            if p["token"]:
+                module.fail_json(msg="token is only used with state=absent")
             result = ensure_present(
                 p["protocol"], p["size"], service=p["service"], endpoints=p["endpoints"],
-                existing_user_data=p["existing_user_data"], check_mode=module.check_mode, **transport,
+                existing_user_data=p["existing_user_data"], pending_url=p["url"], check_mode=module.check_mode,
+                **transport,
             )
         else:
             result = ensure_absent(

@@ -78,6 +78,12 @@ options:
     description: At most this many units per fleetctl command.
     type: int
     default: 50
+  validate_only:
+    description:
+      - Only read and check O(services) on the controller (every O(services[].src) read, every unit parsed, the
+        counts and instances checked) and reach no machine. The launch role does this before it creates anything.
+    type: bool
+    default: false
   line_continuation:
     description:
       - How a value continued with a trailing backslash is hashed. V(keep) as fleet v1.0 does (the value keeps the

@@ -22,9 +22,14 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import 
 
 def ensure_present(
     protocol: str, size: Any, *, service: Optional[str] = None, endpoints: Optional[List[str]] = None,
-    existing_user_data: Optional[List[Any]] = None, check_mode: bool = False, **transport_options: Any,
+    existing_user_data: Optional[List[Any]] = None, pending_url: Optional[str] = None, check_mode: bool = False,
+    **transport_options: Any,
 ) -> Dict[str, Any]:
-    """Reuse the token the cluster's instances carry, or mint one; returns the module's result.
+    """Reuse the token the cluster's instances carry, or resume with `pending_url`, or mint one; returns the
+    module's result.
+
+    pending_url is a token an interrupted launch of this cluster minted (and recorded): it is taken again when the
+    service still has it, with the requested size and no member registered yet; otherwise a new one is minted.
 
     The transport options are Transport's (timeout, validate_certs, retries, sleep), as for every state.
     """
@@ -56,12 +61,37 @@ def ensure_present(
         )
         return result
 
+    if pending_url and protocol in ("public", "etcd_v2"):
+        why = _pending_unusable(backend_for(protocol, service, url=pending_url, transport=transport), size)
+        if not why:
+            pending = backend_for(protocol, service, url=pending_url, transport=transport)
+            result.update(discovery_url=pending.discovery_url, token=pending.token, reused=True,
+                          diff={"before": {"token_exists": True}, "after": {"token_exists": True}})
+            return result
+        result["warnings"].append(f"The token an interrupted launch of this cluster minted is not reused ({why}); "
+                                  "minting a new one")
+
     result["changed"] = True
     result["diff"] = {"before": {"token_exists": False}, "after": {"token_exists": True}}
     if check_mode:
         return result
     result["discovery_url"], result["token"] = backend.create(size)
     return result
+
+
+def _pending_unusable(backend: Any, size: int) -> str:
+    """Why a token minted earlier cannot bootstrap this launch (empty when it can)."""
+    try:
+        registry = backend.read()
+    except ClusterError as exc:
+        return f"it cannot be read: {exc.msg}"
+    if not registry.exists:
+        return "the service no longer has it"
+    if registry.size is not None and registry.size != size:
+        return f"it is sized {registry.size}, not {size}"
+    if registry.members:
+        return f"{len(registry.members)} members registered with it already"
+    return ""
 
 
 def ensure_absent(

@@ -37,6 +37,7 @@ def fleet_units_argument_spec() -> Dict[str, Any]:
         "block_attempts": {"type": "int"},
         "batch_size": {"type": "int", "default": 50},
         "line_continuation": {"type": "str", "default": "keep", "choices": list(LINE_CONTINUATIONS)},
+        "validate_only": {"type": "bool", "default": False},
     })
     return spec
 

@@ -27,18 +27,38 @@ def test_launch_summary_in_check_mode_and_without_ssh():
                      "created", "Note: ssh_allowed_cidrs is empty, so the security group admits no SSH."]
 
 
-@pytest.mark.parametrize("keep, tag, group, token, expected", [
-    (False, "coreos-ec2-cluster=p-1", "sg-1", True,
-     "Launch of cluster p-1 failed at Start the machines: denied. Rolled back: machines tagged coreos-ec2-cluster=p-1;"
-     " security group sg-1; the new discovery token."),
-    (True, "coreos-ec2-cluster=p-1", "", False,
-     "Launch of cluster p-1 failed at Start the machines: denied. Kept for inspection (keep_on_failure=true): machines"
-     " tagged coreos-ec2-cluster=p-1."),
-    (False, "", "", False, "Launch of cluster p-1 failed at Start the machines: denied. Rolled back: nothing had been"
-                           " created."),
+FAILURE = "Start the machines: denied."
+CLEANUP = "ansible-playbook playbooks/ops.yml -e cluster_name=p-1 -e ops_action=cleanup"
+HEAD = "Launch of cluster p-1 failed at Start the machines: denied."
+
+
+@pytest.mark.parametrize("keep, report, expected", [
+    (False, {"locked": True, "listed": True, "machines": ["i-1", "i-2"], "machines_removed": True,
+             "security_group": "sg-1", "security_group_removed": True, "token": True, "token_protocol": "etcd_v2",
+             "token_removed": True},
+     f"{HEAD} Rolled back: 2 machines (i-1, i-2); security group sg-1; the new discovery token."),
+    (True, {"locked": True, "listed": True, "machines": ["i-1"], "token": True, "token_protocol": "etcd_v2",
+            "cleanup": CLEANUP},
+     f"{HEAD} Kept for inspection (keep_on_failure=true): 1 machine (i-1); the new discovery token. "
+     f"Remove the rest with: {CLEANUP}"),
+    (False, {}, f"{HEAD} Nothing had been created."),
+    (False, {"checked": True}, f"{HEAD} Check mode: nothing had been created."),
+    # The endpoint died half way: everything is tried, and what is left is listed with the command.
+    (False, {"locked": True, "listed": False, "list_error": "Could not connect to the endpoint URL",
+             "security_group": "sg-1", "security_group_error": "Could not connect", "token": True,
+             "token_protocol": "public", "lock_error": "Could not connect", "cleanup": CLEANUP},
+     f"{HEAD} Nothing was rolled back. Left: any machine this run started (the cluster could not be listed: Could not"
+     " connect to the endpoint URL); security group sg-1 (Could not connect); the new discovery token (the public"
+     " discovery service cannot delete tokens; it is unused); the cluster's lock (not released: Could not"
+     " connect; a later run may take it over with -e break_lock=true)."
+     f" Remove the rest with: {CLEANUP}"),
+    (False, {"locked": True, "listed": True, "machines": ["i-1"], "machines_removed": True, "token": True,
+             "token_protocol": "public"},
+     f"{HEAD} Rolled back: 1 machine (i-1). Left: the new discovery token (the public discovery service cannot"
+     " delete tokens; it is unused)."),
 ])
-def test_rollback_message(keep, tag, group, token, expected):
-    assert r.rollback_message("p-1", "Start the machines: denied", keep, tag, group, token) == expected
+def test_rollback_message(keep, report, expected):
+    assert r.rollback_message("p-1", FAILURE, keep, report) == expected
 
 
 OUTCOME = {"machine": "i-1", "changed": True, "summary": "3 submitted", "plan": {}, "remote_commands": 2}
