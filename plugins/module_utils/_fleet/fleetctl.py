@@ -26,6 +26,12 @@ Several fleetctl commands in one round trip:
 `flags` are fleetctl's global flags without dashes ({"endpoint": "http://10.0.0.5:2379", "driver": "etcd"});
 `env` are FLEETCTL_* variables, which every fleetctl version reads for the flags not given on its command
 line (fleetctl/fleetctl.go, getFlagsFromEnv).
+
+The driver: fleetctl 1.0 talks to its endpoint through the fleet API (driver "API", the default) unless
+--driver=etcd is given; pointed at etcd's client URL that way it gets etcd's "404 page not found" for every
+fleet API path ("googleapi: got HTTP response code 404"). So an http(s) endpoint with no driver given (in
+neither flags nor FLEETCTL_DRIVER) gets --driver=etcd (etcd_driver_needed); driver: API keeps a fleet API
+served over TCP. listing_error explains a 404 in those words.
 """
 
 from __future__ import annotations
@@ -209,37 +215,94 @@ def _named_values(
         yield key, value
 
 
-def _global_words(fleetctl: str, flags: Optional[Mapping[str, Any]]) -> List[str]:
+# Stands for "the other half is not known here": script.py renders the flags (_global_words) and the
+# FLEETCTL_* variables (_env_assignments, exported at the top of its script) separately.
+_UNKNOWN: Any = object()
+ETCD_DRIVER_FLAG = "--driver=etcd"
+# Where the env is exported into the shell (script.py): a FLEETCTL_DRIVER given there still wins, as it would
+# for fleetctl without a --driver flag.
+_ETCD_DRIVER_UNLESS_ENV = '"--driver=${FLEETCTL_DRIVER:-etcd}"'
+
+
+def _flag_values(flags: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The flags given (not None), by their dashed names."""
+    return {
+        key.replace("_", "-"): value
+        for key, value in _named_values(
+            flags, _FLAG_NAME_RE, "fleetctl flags must be a dict of flag names and values",
+            "fleetctl flag {!r} is not a flag name such as endpoint or request-timeout",
+        )
+    }
+
+
+def _env_values(env: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    return dict(_named_values(
+        env, _ENV_NAME_RE, "fleetctl env must be a dict of FLEETCTL_* variables",
+        "fleetctl env {!r}: only FLEETCTL_* variables (e.g. FLEETCTL_ENDPOINT) are passed",
+    ))
+
+
+def _is_http(endpoint: Any) -> bool:
+    # fleetctl takes a comma-separated list; the driver decides how all of them are spoken to.
+    return str(endpoint).strip().lower().startswith(("http://", "https://"))
+
+
+def etcd_driver_needed(flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether fleetctl 1.0 needs --driver=etcd: its endpoint (the endpoint flag, else FLEETCTL_ENDPOINT) is an
+    http(s) URL and no driver is given (neither the driver flag nor FLEETCTL_DRIVER).
+
+    Without it fleetctl 1.0 speaks the fleet API to that URL, and etcd answers 404 (fleetctl/fleetctl.go
+    getClient: the API driver unless --driver=etcd).
+    """
+    given, variables = _flag_values(flags), _env_values(env)
+    if "driver" in given or "FLEETCTL_DRIVER" in variables:
+        return False
+    return _is_http(given.get("endpoint", variables.get("FLEETCTL_ENDPOINT", "")))
+
+
+def _global_words(fleetctl: str, flags: Optional[Mapping[str, Any]], env: Any = _UNKNOWN) -> List[str]:
+    """fleetctl and its global flags, quoted; --driver=etcd added where etcd_driver_needed says so.
+
+    `env` left out means the caller exports the FLEETCTL_* variables into the shell itself (script.py): then
+    an http(s) endpoint flag without a driver gets "--driver=${FLEETCTL_DRIVER:-etcd}", which the shell
+    resolves as fleetctl would (_env_assignments covers an endpoint given only as FLEETCTL_ENDPOINT).
+    """
     if not isinstance(fleetctl, str) or not fleetctl.strip():
         raise ValidationError(f"fleetctl must be the fleetctl command or path, got {fleetctl!r}")
     words = [shlex.quote(fleetctl)]
-    for key, value in _named_values(
-        flags, _FLAG_NAME_RE, "fleetctl flags must be a dict of flag names and values",
-        "fleetctl flag {!r} is not a flag name such as endpoint or request-timeout",
-    ):
+    given = _flag_values(flags)
+    for key, value in given.items():
         if not isinstance(value, (str, int, float)):
             raise ValidationError(f"fleetctl flag {key}: the value must be a string, number or boolean, got {value!r}")
         # Global flags go before the subcommand: older fleetctl parses them with a separate flag set there.
-        words.append(shlex.quote(f"--{key.replace('_', '-')}={value}"))
+        words.append(shlex.quote(f"--{key}={value}"))
+    if env is _UNKNOWN:
+        if "driver" not in given and _is_http(given.get("endpoint", "")):
+            words.append(_ETCD_DRIVER_UNLESS_ENV)
+    elif etcd_driver_needed(flags, env):
+        words.append(ETCD_DRIVER_FLAG)
     return words
 
 
-def _env_assignments(env: Optional[Mapping[str, Any]]) -> List[str]:
-    return [
-        f"{key}={shlex.quote(str(value))}"
-        for key, value in _named_values(
-            env, _ENV_NAME_RE, "fleetctl env must be a dict of FLEETCTL_* variables",
-            "fleetctl env {!r}: only FLEETCTL_* variables (e.g. FLEETCTL_ENDPOINT) are passed",
-        )
-    ]
+def _env_assignments(env: Optional[Mapping[str, Any]], flags: Any = _UNKNOWN) -> List[str]:
+    """FLEETCTL_X=value words, quoted.
+
+    `flags` left out means the flags are rendered elsewhere (script.py): then an http(s) FLEETCTL_ENDPOINT
+    without FLEETCTL_DRIVER also gets FLEETCTL_DRIVER=etcd, which a driver flag on the command line overrides.
+    """
+    variables = _env_values(env)
+    if flags is _UNKNOWN and "FLEETCTL_DRIVER" not in variables and _is_http(variables.get("FLEETCTL_ENDPOINT", "")):
+        variables = dict(sorted({**variables, "FLEETCTL_DRIVER": "etcd"}.items()))
+    return [f"{key}={shlex.quote(str(value))}" for key, value in variables.items()]
 
 
 def fleetctl_command(subcommand: str, args: Sequence[str] = (), fleetctl: str = "fleetctl",
                      flags: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, Any]] = None) -> str:
-    """One shell command line: `[FLEETCTL_X=v ...] fleetctl [--flag=v ...] <subcommand> <args...>`, all quoted."""
+    """One shell command line: `[FLEETCTL_X=v ...] fleetctl [--flag=v ...] <subcommand> <args...>`, all quoted;
+    `--driver=etcd` comes last of the flags when etcd_driver_needed(flags, env)."""
     if not isinstance(subcommand, str) or not re.match(r"^[a-z][a-z-]*$", subcommand):
         raise ValidationError(f"{subcommand!r} is not a fleetctl subcommand")
-    words = _env_assignments(env) + _global_words(fleetctl, flags) + [subcommand]
+    words = _env_assignments(env, flags) + _global_words(fleetctl, flags, env) + [subcommand]
     words.extend(shlex.quote(str(arg)) for arg in args)
     return " ".join(words)
 
@@ -333,8 +396,21 @@ def cat_texts(sections: Mapping[str, Mapping[str, Any]]) -> Dict[str, str]:
     return texts
 
 
+# What fleetctl's fleet API client (google-api-go-client's googleapi.CheckResponse) prints for an HTTP 404:
+# "googleapi: got HTTP response code 404 with body: ..." when the body is no fleet API error (etcd's
+# "404 page not found"), "googleapi: Error 404: ..." when it is one.
+_API_404_RE = re.compile(r"googleapi: (?:got HTTP response code 404\b|Error 404\b)")
+# What fleetctl's etcd client (driver etcd) says when the endpoint answers but is no etcd (etcd client/keys.go).
+_NOT_ETCD = "The endpoint is probably not valid etcd cluster endpoint"
+
+
 def listing_error(section: Optional[Mapping[str, Any]], what: str, host: str) -> Optional[str]:
-    """Why a listing section failed, in words, or None when it worked."""
+    """Why a listing section failed, in words, or None when it worked.
+
+    The deploy role retries only the answers of a fleet that is not up yet ("Is fleet running there",
+    "fleetctl was not found"); an endpoint that is no fleet API (HTTP 404) is said in other words, since
+    waiting does not help.
+    """
     if section is None:
         return f"{what} on {host} printed no result: the command was cut off (connection closed or shell error)"
     if section["rc"] == 0:
@@ -344,5 +420,14 @@ def listing_error(section: Optional[Mapping[str, Any]], what: str, host: str) ->
     if section["rc"] == COMMAND_NOT_FOUND:
         return (f"fleetctl was not found on {host} (looked in PATH and /opt/bin). Flatcar machines get it from the "
                 f"cluster's cloud-config (fleet.service fetches it), legacy CoreOS ships it; output: {output}")
+    if _API_404_RE.search(output):
+        return (f"{what} failed on {host} with exit code {section['rc']}: {output}. The endpoint answered HTTP 404: it "
+                "is not a fleet API. fleetctl speaks the fleet API to its endpoint unless driver=etcd is given: to "
+                "reach fleet's registry through etcd there, set fleetctl_flags driver: etcd (or FLEETCTL_DRIVER=etcd); "
+                "otherwise point endpoint at the fleet API (by default unix:///var/run/fleet.sock on the machine).")
+    if _NOT_ETCD in output:
+        return (f"{what} failed on {host} with exit code {section['rc']}: {output}. With driver=etcd (which fleetctl "
+                "gets for an http(s) endpoint when no driver is given) the endpoint must be etcd's client URL; for a "
+                "fleet API served over http(s), set fleetctl_flags driver: API.")
     return (f"{what} failed on {host} with exit code {section['rc']}: {output}. Is fleet running there and can it "
             "reach etcd?")

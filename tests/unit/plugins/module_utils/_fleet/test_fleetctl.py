@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -12,8 +14,11 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.unit import unit_hash
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._fleet.fleetctl import (
     COMMAND_NOT_FOUND,
+    _env_assignments,
+    _global_words,
     cat_parts,
     cat_texts,
+    etcd_driver_needed,
     fleetctl_command,
     list_machines_command,
     list_unit_files_command,
@@ -179,6 +184,92 @@ def test_fleetctl_command_quotes_its_words():
 
 
 # ---------------------------------------------------------------------------------------------------
+# The driver: fleetctl 1.0 speaks the fleet API to an http(s) endpoint unless --driver=etcd is given
+
+ETCD = "http://10.0.0.5:2379"
+
+
+@pytest.mark.parametrize("flags, env, needed", [
+    # The documented examples, which failed with "googleapi: got HTTP response code 404" before.
+    ({"endpoint": ETCD, "request-timeout": 10}, None, True),
+    (None, {"FLEETCTL_ENDPOINT": ETCD}, True),
+    ({"endpoint": "https://10.0.0.5:2379,https://10.0.0.6:2379"}, None, True),
+    ({"endpoint": "HTTP://10.0.0.5:2379"}, None, True),
+    # A driver given anywhere is the user's choice (API for a fleet API served over TCP).
+    ({"endpoint": ETCD, "driver": "API"}, None, False),
+    ({"endpoint": ETCD}, {"FLEETCTL_DRIVER": "API"}, False),
+    (None, {"FLEETCTL_ENDPOINT": ETCD, "FLEETCTL_DRIVER": "etcd"}, False),
+    ({"driver": "API"}, {"FLEETCTL_ENDPOINT": ETCD}, False),
+    # The endpoint flag wins over FLEETCTL_ENDPOINT, as in fleetctl.
+    ({"endpoint": "unix:///var/run/fleet.sock"}, {"FLEETCTL_ENDPOINT": ETCD}, False),
+    ({"endpoint": ETCD}, {"FLEETCTL_ENDPOINT": "unix:///var/run/fleet.sock"}, True),
+    # The local fleetd's socket, and unset values.
+    (None, None, False),
+    ({"endpoint": "unix:///var/run/fleet.sock"}, None, False),
+    ({"endpoint": ETCD, "driver": None}, {"FLEETCTL_DRIVER": None}, True),
+])
+def test_etcd_driver_needed(flags, env, needed):
+    assert etcd_driver_needed(flags, env) is needed
+    command = list_units_command(flags=flags, env=env)
+    assert (command.count("--driver=etcd") == 1) is needed
+    if needed:
+        assert command.endswith(" --driver=etcd list-units --full --no-legend --fields=unit,machine,active,sub")
+
+
+def test_documented_examples_get_the_etcd_driver():
+    assert fleetctl_command("cat", ["db.service"], flags={"endpoint": ETCD, "request-timeout": 10}) == (
+        f"fleetctl --endpoint={ETCD} --request-timeout=10 --driver=etcd cat db.service"
+    )
+    assert fleetctl_command("cat", ["db.service"], env={"FLEETCTL_ENDPOINT": ETCD}) == (
+        f"FLEETCTL_ENDPOINT={ETCD} fleetctl --driver=etcd cat db.service"
+    )
+
+
+@pytest.fixture
+def fleetctl_stub(tmp_path):
+    """A fleetctl that prints its flags and FLEETCTL_DRIVER, one per line."""
+    stub = tmp_path / "fleetctl"
+    stub.write_text('#!/bin/sh\nprintf \'%s\\n\' "$@" "env=${FLEETCTL_DRIVER:-unset}"\n')
+    stub.chmod(0o755)
+    return str(stub)
+
+
+def _run_exported(fleetctl, flags, env):
+    """As script.py runs fleetctl: the env exported first, the flags rendered without knowing it."""
+    lines = [f"{word}; export {word.split('=', 1)[0]}" for word in _env_assignments(env)]
+    lines.append(" ".join(_global_words(fleetctl, flags)) + " list-units")
+    done = subprocess.run(["sh", "-c", "\n".join(lines)], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("flags, env, driver_flag, driver_env", [
+    ({"endpoint": ETCD}, None, "--driver=etcd", "unset"),
+    ({"endpoint": ETCD}, {"FLEETCTL_DRIVER": "API"}, "--driver=API", "API"),
+    (None, {"FLEETCTL_ENDPOINT": ETCD}, None, "etcd"),
+    ({"driver": "API"}, {"FLEETCTL_ENDPOINT": ETCD}, "--driver=API", "etcd"),  # the flag wins in fleetctl
+    ({"endpoint": "unix:///var/run/fleet.sock"}, None, None, "unset"),
+])
+def test_driver_where_the_env_is_exported_by_the_script(fleetctl_stub, flags, env, driver_flag, driver_env):
+    words = _run_exported(fleetctl_stub, flags, env)
+    assert [w for w in words if w.startswith("--driver")] == ([driver_flag] if driver_flag else [])
+    assert words[-1] == f"env={driver_env}"
+
+
+def test_sandbox_fleetctl_double_accepts_the_etcd_driver(tmp_path):
+    double = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..",
+                          "roles", "sandbox", "files", "node-image", "opt", "bin", "fleetctl.py")
+    wrapper = tmp_path / "fleetctl"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {os.path.abspath(double)} "$@"\n')
+    wrapper.chmod(0o755)
+    # Port 9 (discard) refuses at once: the double got as far as talking to etcd, so the flags were accepted.
+    command = list_machines_command(str(wrapper), flags={"endpoint": "http://127.0.0.1:9", "request-timeout": 1})
+    assert "--driver=etcd" in command
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "etcd cluster is unavailable" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
 # Several commands in one round trip
 
 NONCE = "0123abcd"
@@ -245,3 +336,24 @@ def test_cat_parts_and_texts():
 def test_listing_error(section, expected):
     message = listing_error(section, "fleetctl list-unit-files", "node-1")
     assert message is None if expected is None else expected in message
+
+
+def test_listing_error_says_a_404_endpoint_is_no_fleet_api():
+    # fleetctl 1.0 with the API driver pointed at etcd's client URL.
+    output = "Error retrieving list of units from repository: googleapi: got HTTP response code 404 with body: 404 page not found\n"
+    message = listing_error({"rc": 1, "output": output}, "fleetctl list-unit-files", "node-1")
+    assert message.startswith("fleetctl list-unit-files failed on node-1 with exit code 1: Error retrieving list of "
+                              "units from repository: googleapi: got HTTP response code 404 with body: 404 page not found.")
+    assert "The endpoint answered HTTP 404: it is not a fleet API." in message
+    assert "set fleetctl_flags driver: etcd (or FLEETCTL_DRIVER=etcd)" in message
+    assert "unix:///var/run/fleet.sock" in message
+    # Not the answer of a fleet that is still starting: the deploy role must not wait for it.
+    assert "Is fleet running there" not in message and "fleetctl was not found" not in message
+
+
+def test_listing_error_says_an_endpoint_is_no_etcd():
+    output = ("Error retrieving list of active machines: client: response is invalid json. The endpoint is probably "
+              "not valid etcd cluster endpoint.")
+    message = listing_error({"rc": 1, "output": output}, "fleetctl list-machines", "node-1")
+    assert "the endpoint must be etcd's client URL" in message and "driver: API" in message
+    assert "Is fleet running there" not in message
