@@ -2,10 +2,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """fleetctl TEST DOUBLE for this collection's tests. This is not fleet and not fleetctl.
 
-fleetd cannot run on the test nodes, so they get this stand-in under the name `fleetctl`. It copies
-the command line and the output of fleetctl v1.0.0 (coreos/fleet, fleetctl/*.go at the cobra-based
-v1.0 tree) closely enough that code driving fleetctl can be tested against it, and it keeps fleet's
-registry layout in etcd, so tests can check the state of the world in etcd itself.
+The test nodes and the sandbox's nodes get this stand-in under the name `fleetctl`. It copies the
+command line and the output of fleetctl v1.0.0 (coreos/fleet, fleetctl/*.go at the cobra-based v1.0
+tree) closely enough that code driving fleetctl can be tested against it, and it keeps fleet's registry
+layout in etcd, so tests can check the state of the world in etcd itself, and so that it works beside a
+fleetd (the sandbox nodes' stand-in, /opt/bin/fleetd, or a real one) as fleetctl does.
 
 What it implements
   * Global flags --endpoint --driver --tunnel --ssh-username --ssh-timeout --strict-host-key-checking
@@ -32,19 +33,29 @@ What it implements
       unit/<sha1>              {"Raw": "<serialised unit file>"}
       states/<name>/<machine>  {"loadState", "activeState", "subState", "machineState", "unitHash"}
       machines/<id>/object     {"ID", "PublicIP", "Metadata", "Version"}
+      engine/version           the cluster's engine version, written by fleetd's engines ("1")
+      lease/engine-leader      {"MachineID", "Version"}, held (with a TTL) by the leading engine
     fleet's rules derive each unit's current state from these keys (registry/job_state.go).
 
+With a fleetd and without one
+  * Where a fleetd runs (an engine has written engine/version or holds lease/engine-leader, as fleetd's
+    engines do, the sandbox's stand-in and a real one alike), the double does what fleetctl does: it
+    writes units and desired states only, and the engine and the agents do the rest; start, stop, load
+    and unload wait for the state the agents report (--block-attempts N tries, 0 for no limit, half a
+    second apart) unless --no-block; list-units and status show the states the agents published.
+  * Where none runs (the test nodes: no engine key in the registry), the double also plays engine and
+    agents whenever it changes the registry: it schedules units (fewest units first, ties by machine
+    ID; honouring X-Fleet MachineID, MachineOf, MachineMetadata, Conflicts and Global) and writes the
+    states the agents would report, so the current state equals the desired state at once. A unit no
+    machine can take stays without target and 'inactive', as in fleet; it is scheduled when a machine
+    registers.
+
 How it differs from fleet
-  * There is no fleetd. Whenever the double changes the registry it also plays engine and agents at
-    once: it schedules units (fewest units first, ties by machine ID; honouring X-Fleet MachineID,
-    MachineOf, MachineMetadata, Conflicts and Global) and writes the states the agents would report,
-    so the current state equals the desired state immediately. A unit no machine can take stays
-    without target and 'inactive', as in fleet; it is scheduled when a machine registers.
   * It always talks to etcd directly over HTTP (whatever --driver says): to the --endpoint URL(s)
     when they are http(s)://, otherwise to FLEETCTL_DOUBLE_ETCD (comma-separated URLs, default
     http://127.0.0.1:2379). --tunnel and the SSH flags are accepted and ignored.
-  * status prints a short systemctl-like status of the unit's state (exit 3 when loaded but not
-    active, as systemctl status does); journal prints a note on stderr and nothing on stdout.
+  * status prints a short systemctl-like status of the state the unit's agent reported (exit 3 when
+    not active, as systemctl status does); journal prints a note on stderr and nothing on stdout.
   * Usage errors (unknown command or flag, bad flag value) exit 2. fleetctl 1.0.0 prints cobra's
     error and exits with its unset command status, 0; a double that accepted mistakes silently would
     hide them.
@@ -53,9 +64,9 @@ How it differs from fleet
     a unit, and fleet's functional tests of --replace, imply of the server side.
   * Not implemented: the fleet HTTP API, the commands ssh, fd-forward, verify and restart, --sign
     (accepted and ignored, as 1.0.0 does), machine resources, MachineMetadata comparison operators,
-    fleetd's version check, rescheduling at the moment a machine's registration expires (it happens
-    at the next command that changes the registry), several units polled in parallel (the double
-    reports them in argument order).
+    fleetd's version check, several units polled in parallel (the double reports them in argument
+    order); without a fleetd, rescheduling at the moment a machine's registration expires (it happens
+    at the next command that changes the registry).
 
 Double-only commands and settings (not in fleetctl; the node harness uses them):
   fleetctl register-machine [--ip ADDR] [--metadata k=v,k2=v2] [--ttl SECONDS] [--keep-alive]
@@ -64,6 +75,7 @@ Double-only commands and settings (not in fleetctl; the node harness uses them):
       and refreshes it every TTL/3 seconds until SIGTERM/SIGINT, then removes it.
   fleetctl unregister-machine
       removes this machine's registration; its units are rescheduled.
+  (Both are for registries without a fleetd: the machines they register run no agent.)
   FLEETCTL_DOUBLE_ETCD              etcd URL(s) when --endpoint is not http(s)://
   FLEETCTL_DOUBLE_MACHINE_ID_FILE   file holding this machine's ID (default /etc/machine-id)
 
@@ -891,11 +903,13 @@ class Registry:
     def set_target_state(self, name: str, state: str) -> None:
         self.etcd.set(self.key("job", name, "target-state"), state)
 
-    def destroy_unit(self, name: str) -> None:
+    def destroy_unit(self, name: str, drop_states: bool = True) -> None:
+        """registry.DestroyUnit; with drop_states also what the agents would do next (unload it, withdraw
+        its states). unit/<hash> stays, as in fleet."""
         if not self.etcd.delete(self.key("job", name), recursive=True):
             raise CommandError("job does not exist")
-        # The agent unloads the unit and drops its state; unit/<hash> stays, as in fleet.
-        self.etcd.delete(self.key("states", name), recursive=True)
+        if drop_states:
+            self.etcd.delete(self.key("states", name), recursive=True)
 
     def set_machine(self, machine: Machine, ttl: int) -> None:
         model = {"ID": machine.id, "PublicIP": machine.public_ip, "Metadata": machine.metadata, "Version": VERSION}
@@ -903,6 +917,13 @@ class Registry:
 
     def remove_machine(self, machine_id: str) -> None:
         self.etcd.delete(self.key("machines", machine_id), recursive=True)
+
+    def fleetd_present(self) -> bool:
+        """True when fleetd's engines run this registry: one holds lease/engine-leader (pkg/lease, with a
+        TTL), or one has written the cluster's engine/version, which engines do before they take the
+        lease (engine/engine.go ensureEngineVersionMatch) and which stays."""
+        return (self.etcd.get(self.key("lease", "engine-leader")) is not None
+                or self.etcd.get(self.key("engine", "version")) is not None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1177,6 +1198,7 @@ class Context:
         self.command = command
         self._registry: Registry | None = None
         self._machine_cache: dict[str, Machine] | None = None
+        self._fleetd = False
 
     @property
     def registry(self) -> Registry:
@@ -1186,6 +1208,18 @@ class Context:
 
     def flag(self, name: str):
         return self.options[name]
+
+    def fleetd_runs(self) -> bool:
+        """Whether a fleetd's engine and agents run the registry; once seen, for the rest of the command
+        (engine/version stays)."""
+        if not self._fleetd:
+            self._fleetd = self.registry.fleetd_present()
+        return self._fleetd
+
+    def play_engine_and_agents(self) -> None:
+        """Without a fleetd, do at once what its engine and agents would do; with one, nothing: they do it."""
+        if not self.fleetd_runs():
+            reconcile(self.registry)
 
     def cached_machine(self, machine_id: str) -> Machine | None:
         """fleetctl's cachedMachineState: best effort, errors ignored."""
@@ -1263,7 +1297,7 @@ def _poll_units(ctx: Context, names: list[str], state: str, attempts: int) -> bo
     attempt = 0
     while waiting:
         try:
-            reconcile(ctx.registry)
+            ctx.play_engine_and_agents()
         except CommandError:
             pass
         for name in list(waiting):
@@ -1436,7 +1470,7 @@ def lazy_create_units(ctx: Context, args: list[str]) -> None:
         created.append(name)
     if not created:
         return
-    reconcile(ctx.registry)
+    ctx.play_engine_and_agents()
     # fleetctl waits for each new unit to be inactive, with --block-attempts (0: forever).
     attempts = int(ctx.options.values.get("block-attempts", 0) or 0)
     if not _poll_units(ctx, created, INACTIVE, attempts if attempts > 0 else 0):
@@ -1459,7 +1493,7 @@ def set_target_states(ctx: Context, args: list[str], state: str) -> list[Unit]:
             raise CommandError("googleapi: Error 400: cannot activate template %s" % go_quote(name))
         ctx.registry.set_target_state(name, state)
         triggered.append(unit)
-    reconcile(ctx.registry)
+    ctx.play_engine_and_agents()
     return triggered
 
 
@@ -1540,7 +1574,7 @@ def _set_desired_states(ctx: Context, units: Iterable[Unit], state: str, label: 
     for unit in units:
         ctx.registry.set_target_state(unit.name, state)
         _note_triggered(unit, label, waiting)
-    reconcile(ctx.registry)
+    ctx.play_engine_and_agents()
     return wait_for_states(ctx, waiting, label, state, ctx.block_attempts())
 
 
@@ -1584,7 +1618,7 @@ def run_destroy(ctx: Context, args: list[str]) -> int:
     exit_code = 0
     for unit in units:
         try:
-            ctx.registry.destroy_unit(unit.name)
+            ctx.registry.destroy_unit(unit.name, drop_states=not ctx.fleetd_runs())
         except CommandError as exc:
             if str(exc) == "job does not exist":
                 continue
@@ -1593,7 +1627,7 @@ def run_destroy(ctx: Context, args: list[str]) -> int:
             continue
         stdout("Destroyed %s" % unit.name)
     try:
-        reconcile(ctx.registry)
+        ctx.play_engine_and_agents()
     except CommandError:
         pass
     return exit_code
@@ -1657,12 +1691,14 @@ def run_status(ctx: Context, args: list[str]) -> int:
         if unit is None:
             exit_code = code
             continue
-        load, active, sub = SYSTEMD_STATES[unit.current_state]
+        # What the unit's agent reported (states/<unit>/<target>), which is systemd's view of it.
+        reported = unit.state_machines.get(unit.target) or {}
+        load, active, sub = (reported.get(key) or "-" for key in ("loadState", "activeState", "subState"))
         description = unit.unit_file.description()
         sys.stdout.write("\u25cf %s%s\n" % (name, " - " + description if description else ""))
         sys.stdout.write("   Loaded: %s (/run/fleet/units/%s; linked-runtime; vendor preset: disabled)\n" % (load, name))
         sys.stdout.write("   Active: %s (%s)\n" % (active, sub))
-        sys.stdout.write("   (fleetctl test double: state of %s as recorded in the registry)\n"
+        sys.stdout.write("   (fleetctl test double: the state %s reported in the registry)\n"
                          % ctx.machine_legend(unit.target, False))
         sys.stdout.flush()
         if active != "active":
@@ -1818,7 +1854,7 @@ def run_register_machine(ctx: Context, _args: list[str]) -> int:
         ttl = int(ctx.flag("ttl"))
         machine = Machine(this_machine_id(), str(ctx.flag("ip")), parse_metadata(str(ctx.flag("metadata"))))
         ctx.registry.set_machine(machine, ttl)
-        reconcile(ctx.registry)
+        ctx.play_engine_and_agents()
     except UsageError as exc:
         stderr("Error: %s" % exc)
         return 2
@@ -1846,7 +1882,7 @@ def run_register_machine(ctx: Context, _args: list[str]) -> int:
     finally:
         try:
             ctx.registry.remove_machine(machine.id)
-            reconcile(ctx.registry)
+            ctx.play_engine_and_agents()
         except CommandError:
             pass
 
@@ -1854,7 +1890,7 @@ def run_register_machine(ctx: Context, _args: list[str]) -> int:
 def run_unregister_machine(ctx: Context, _args: list[str]) -> int:
     try:
         ctx.registry.remove_machine(this_machine_id())
-        reconcile(ctx.registry)
+        ctx.play_engine_and_agents()
     except CommandError as exc:
         stderr("Error unregistering machine: %s" % exc)
         return 1
