@@ -385,7 +385,7 @@ def test_agent_loads_starts_stops_and_unloads_a_unit_and_reports_systemds_states
     assert here.tick() == ["load hello.service", "reload"]
     assert (units_dir / "hello.service").read_text() == HELLO
     assert systemd.verbs() == ["link %s" % (units_dir / "hello.service"), "daemon-reload", "show hello.service"]
-    assert systemd.calls[0] == ["link", "--runtime", "--force", str(units_dir / "hello.service")]
+    assert systemd.calls[0] == ["link", "--runtime", "--force", "--no-reload", str(units_dir / "hello.service")]
     tree = registry.tree()
     state = tree["states/hello.service/" + MACHINE_A]
     assert json.loads(state["value"]) == {"loadState": "loaded", "activeState": "inactive", "subState": "dead",
@@ -548,7 +548,7 @@ def test_systemctl_failures_are_logged_and_the_state_is_still_reported(registry,
     systemd.fail["link"] = (1, "Failed to link unit: Permission denied\n")
     here = agent(registry, MACHINE_A, tmp_path, systemctl=systemd)
     here.tick()
-    assert "agent: load hello.service: systemctl link --runtime --force" in capsys.readouterr().err
+    assert "agent: load hello.service: systemctl link --runtime --force --no-reload" in capsys.readouterr().err
     # systemd never saw the unit: that is what the registry says.
     assert state_of(registry.tree()["states/hello.service/" + MACHINE_A])[0] == "not-found"
 

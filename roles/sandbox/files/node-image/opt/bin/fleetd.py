@@ -19,13 +19,14 @@ double, or a real fleetctl with --driver=etcd) shows what really runs:
     the agents' business, as in fleet.
   * agent, every second: the units scheduled here and the global units whose MachineMetadata this machine
     has are written to /run/fleet/units/<unit> (the registry's serialised unit), linked into systemd
-    (`systemctl link --runtime --force`), `daemon-reload`, then started or stopped with `systemctl
-    start|stop --no-block` as their desired state says; units no longer wanted here are stopped,
-    unlinked (`disable --runtime`) and removed (agent/reconcile.go, systemd/manager.go). A started unit
-    gets job/<unit>/job-state = machine ID with TTL agent_ttl (the heartbeat that makes fleetctl call it
-    launched), and every loaded unit's real `systemctl show` LoadState, ActiveState and SubState is
-    published as states/<unit>/<machine ID> = {"loadState", "activeState", "subState", "machineState",
-    "unitHash"} with TTL agent_ttl (agent/unit_state.go, registry/unit_state.go).
+    (`systemctl link --runtime --force --no-reload`), one `daemon-reload`, then started or stopped with
+    `systemctl start|stop --no-block` as their desired state says; units no longer wanted here are
+    stopped, unlinked (`disable --runtime --no-reload`) and removed (agent/reconcile.go,
+    systemd/manager.go). A started unit gets job/<unit>/job-state = machine ID with TTL agent_ttl (the
+    heartbeat that makes fleetctl call it launched), and every loaded unit's real `systemctl show`
+    LoadState, ActiveState and SubState is published as states/<unit>/<machine ID> = {"loadState",
+    "activeState", "subState", "machineState", "unitHash"} with TTL agent_ttl (agent/unit_state.go,
+    registry/unit_state.go).
   * SIGTERM or SIGINT: fleetd's Purge (fleetd/fleetd.go shutdown, server/server.go Purge): the agent
     stops and unloads the units it loaded and withdraws their states and heartbeats, the engine releases
     its lease, and the machine's registration is deleted, so the engine of another machine reschedules
@@ -1183,7 +1184,7 @@ class Agent:
         self.beats.pop(name, None)
         stopped = self._systemctl("unload " + name, "stop", "--no-block", name, tolerate=(SYSTEMCTL_NOT_LOADED,))
         if stopped:
-            self._systemctl("unload " + name, "disable", "--runtime", name, tolerate=(1,))
+            self._systemctl("unload " + name, "disable", "--runtime", "--no-reload", name, tolerate=(1,))
             self._systemctl("unload " + name, "reset-failed", name, tolerate=(1, SYSTEMCTL_NOT_LOADED))
             try:
                 os.remove(os.path.join(self.units_dir, name))
@@ -1208,7 +1209,9 @@ class Agent:
         os.replace(temporary, path)
         self.hashes[unit.name] = unit.hash
         self.cache[unit.name] = LOADED
-        self._systemctl("load " + unit.name, "link", "--runtime", "--force", path)
+        # --no-reload: one daemon-reload follows all loads and unloads of a round (fleet links over D-Bus,
+        # which does not reload either).
+        self._systemctl("load " + unit.name, "link", "--runtime", "--force", "--no-reload", path)
         log("INFO", "agent: loaded %s (hash %s) from %s" % (unit.name, unit.hash[:7], path))
 
     def reload(self) -> None:
