@@ -142,6 +142,13 @@ def validate_volume(size: Any, volume_type: Any) -> tuple[int, str]:
     return size, volume_type
 
 
+def open_cidr_warnings(cidrs: list[str], option: str = "ssh_allowed_cidrs") -> list[str]:
+    """A warning per CIDR that admits (nearly) the whole internet: valid, but rarely what a user means for SSH."""
+    return [f"{option} entry {cidr} opens SSH to {'the whole internet' if cidr.endswith('/0') else 'a very large range'}:"
+            " every address in it can try to log in to the machines; prefer your own network's range"
+            for cidr in cidrs if ipaddress.ip_network(cidr).prefixlen < (8 if ":" not in cidr else 16)]
+
+
 def security_group_name(cluster_name: str) -> str:
     return SECURITY_GROUP_PREFIX + cluster_name
 
@@ -227,6 +234,35 @@ def cluster_spec(
         "ebs_volume_size": volume_size,
         "ebs_volume_type": volume_type,
     }
+
+
+def spec_argument_spec() -> dict[str, Any]:
+    """The cluster_spec module's options (module and controller-side action plugin)."""
+    return dict(
+        cluster_name=dict(type="str", required=True),
+        cluster_size=dict(type="raw"),
+        cluster_size_max=dict(type="int", default=DEFAULT_SIZE_MAX),
+        etcd_members_max=dict(type="int", default=DEFAULT_ETCD_MEMBERS_MAX),
+        region=dict(type="str", required=True),
+        instance_type=dict(type="str"),
+        channel=dict(type="str", default="stable", choices=list(FLATCAR_CHANNELS)),
+        ssh_allowed_cidrs=dict(type="list", elements="str", default=[]),
+        ebs_volume_size=dict(type="int", default=100),
+        ebs_volume_type=dict(type="str", default="gp2"),
+        extra_tags=dict(type="dict", default={}),
+    )
+
+
+def run_cluster_spec(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The cluster_spec module's result and warnings; raises ValidationError."""
+    spec = cluster_spec(
+        params["cluster_name"], params["cluster_size"], params["region"], params["instance_type"],
+        channel=params["channel"], ssh_allowed_cidrs=params["ssh_allowed_cidrs"],
+        ebs_volume_size=params["ebs_volume_size"], ebs_volume_type=params["ebs_volume_type"],
+        size_max=params["cluster_size_max"], extra_tags=params["extra_tags"],
+        etcd_members_max=params["etcd_members_max"],
+    )
+    return {"changed": False, "spec": spec}, open_cidr_warnings(spec["ssh_allowed_cidrs"])
 
 
 def instance_row(instance: dict[str, Any], data_device: str = "/dev/sdb") -> dict[str, Any]:

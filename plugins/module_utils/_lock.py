@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 LOCK_TAG_KEY = "coreos-ec2-cluster-lock"
 PENDING_DISCOVERY_TAG_KEY = "coreos-ec2-cluster-discovery"
@@ -23,7 +23,8 @@ _LOCK_RE = re.compile(r"^(?P<run>[0-9a-f]{8,32}) (?P<holder>\S+) since (?P<since
 
 
 def lock_value(run_id: str, holder: str, now: datetime.datetime) -> str:
-    """The lock tag's value: run id, holder (user@host:pid, what a human needs to find the other run), UTC time."""
+    """The lock tag's value: run id, holder (user@host:pid of the ansible-playbook process, what a human needs to
+    find the other run, and what tells a dead run on the same host), UTC time."""
     holder = re.sub(r"\s+", "_", holder)[:160]
     return f"{run_id} {holder} since {now.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
@@ -53,14 +54,26 @@ def group_tags(group: Mapping[str, Any] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
 
-def lock_state(value: str | None, run_id: str, now: datetime.datetime, ttl: int) -> str:
-    """free, ours, held (by another live run) or expired (another run's, older than ttl seconds)."""
+def holder_process(holder: str) -> tuple[str, int | None]:
+    """(host, pid) of a holder written as user@host:pid; pid None when it has none."""
+    host = holder.rpartition("@")[2]
+    name, sep, pid = host.rpartition(":")
+    return (name, int(pid)) if sep and pid.isdigit() else (host, None)
+
+
+def lock_state(value: str | None, run_id: str, now: datetime.datetime, ttl: int, host: str = "",
+               alive: Callable[[int], bool] | None = None) -> str:
+    """free, ours, held (by another live run) or expired (another run's: older than ttl seconds, or held by a
+    process of this host that is gone, such as a run interrupted with Ctrl-C before it could release it)."""
     lock = parse_lock(value)
     if lock is None:
         return "free"
     if lock["run_id"] and lock["run_id"] == run_id:
         return "ours"
     if lock["since"] is not None and (now - lock["since"]).total_seconds() > ttl:
+        return "expired"
+    lock_host, pid = holder_process(lock["holder"])
+    if alive is not None and host and lock_host == host and pid is not None and not alive(pid):
         return "expired"
     return "held"
 

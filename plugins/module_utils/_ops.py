@@ -658,10 +658,15 @@ def change_message(action: str, cluster_name: str, changed: bool, states: Sequen
     return f"{head} machines now {', '.join(states) or 'gone'}"
 
 
-def cleanup_message(cluster_name: str, changed: bool, left: Sequence[str], check_mode: bool = False) -> str:
-    """The sentence cleanup ends with: what it did, and what stays behind and why."""
+def cleanup_message(cluster_name: str, changed: bool, left: Sequence[str], check_mode: bool = False,
+                    orphan_tokens: int = 0) -> str:
+    """The sentence cleanup ends with: what it did (changed: to the cluster itself), the orphaned tokens it deleted,
+    and what stays behind and why."""
     text = ("Check mode: " if check_mode else "") + (
         f"cleaned up cluster {cluster_name}" if changed else f"nothing to clean up for cluster {cluster_name}")
+    if orphan_tokens:
+        text += (f"; {'would delete' if check_mode else 'deleted'} {orphan_tokens} orphaned discovery"
+                 f" token{'s' if orphan_tokens != 1 else ''} of clusters that no longer exist")
     return text + (f". Left: {'; '.join(left)}" if left else "")
 
 

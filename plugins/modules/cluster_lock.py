@@ -17,7 +17,7 @@ description:
   - A lock held by another run makes the module wait up to O(wait_timeout) seconds, then fail with the other
     run's id, who holds it and since when. A lock older than O(ttl) seconds, or any lock with O(break_lock=true),
     is taken over with a warning.
-  - With O(state=absent), removes the lock if this run (O(run_id)) holds it, and with O(forget_discovery=true)
+  - With O(state=absent), removes the lock if this run (O(run_id)) holds it or its run is dead, and with O(forget_discovery=true)
     the discovery URL that an interrupted launch recorded on the group (tag C(coreos-ec2-cluster-discovery)).
   - The group's rules are not set here; M(amazon.aws.ec2_security_group) does that afterwards.
 author:
@@ -58,7 +58,10 @@ options:
     description: The run whose lock to release (required with O(state=absent)).
     type: str
   holder:
-    description: Who takes the lock, shown to a run that finds it held; V(user@host) of the controller by default.
+    description:
+      - Who takes the lock, shown to a run that finds it held; V(user@host:pid) of the controller's
+        C(ansible-playbook) process by default. A lock whose holder is a process of this host that no longer
+        exists (a run interrupted before it released the lock) is taken over at once.
     type: str
   ttl:
     description: Seconds after which another run's lock counts as dead and is taken over.
@@ -123,10 +126,15 @@ broken:
   description: The lock this run took over (another run's, expired or broken on request), empty when none.
   returned: always
   type: str
+waited:
+  description: Whether this run waited for another run's lock (the cluster may have changed meanwhile).
+  returned: when the lock was taken on an existing group
+  type: bool
 """
 
 import datetime
 import getpass
+import os
 import secrets
 import socket
 import time
@@ -157,6 +165,39 @@ POLL = 5.0
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _controller_pid() -> int:
+    """The ansible-playbook (or ansible) process this module runs under: its lifetime is the run's. Found by
+    walking up /proc to the topmost ancestor running ansible (its task workers are forks with the same command
+    line); where there is no /proc, the parent process."""
+    pid, found = os.getppid(), None
+    for _ in range(12):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if any(os.path.basename(arg).startswith(b"ansible") for arg in argv[:2]):
+            found = pid
+        elif found is not None:
+            break
+        if parent <= 1:
+            break
+        pid = parent
+    return found or os.getppid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def main() -> None:
@@ -207,7 +248,8 @@ def main() -> None:
         release(module, client, describe(), p)
 
     run_id = secrets.token_hex(8)
-    holder = p["holder"] or f"{getpass.getuser()}@{socket.gethostname()}"
+    host = socket.gethostname()
+    holder = p["holder"] or f"{getpass.getuser()}@{host}:{_controller_pid()}"
     group = describe()
     if group is None and not p["create"]:
         module.warn(f"cluster {p['cluster_name']} has no security group {name}: it cannot be locked against other runs")
@@ -241,9 +283,10 @@ def main() -> None:
 
     started = time.monotonic()
     broken = ""
+    did_wait = False
     while True:
         current = group_tags(group).get(LOCK_TAG_KEY)
-        state = lock_state(current, run_id, _now(), p["ttl"])
+        state = lock_state(current, run_id, _now(), p["ttl"], host=host, alive=_alive)
         if state == "held" and p["break_lock"]:
             state = "expired"
         if state != "held":
@@ -266,12 +309,14 @@ def main() -> None:
             module.fail_json(msg=held_message(p["cluster_name"], f"{name} ({group['GroupId']})", current, _now(), waited),
                              run_id="", group_id=group["GroupId"], created=False, broken="")
         time.sleep(POLL)
+        did_wait = True
         group = describe()
     if broken:
         other = parse_lock(broken) or {}
         module.warn(f"took over the lock of cluster {p['cluster_name']} held by run {other.get('run_id') or '?'}"
                     f" ({other.get('holder')}, since {other.get('since')})")
-    module.exit_json(changed=False, run_id=run_id, group_id=group["GroupId"], created=False, broken=broken)
+    module.exit_json(changed=False, run_id=run_id, group_id=group["GroupId"], created=False, broken=broken,
+                     waited=did_wait)
 
 
 def release(module, client, group, p) -> None:
@@ -280,9 +325,11 @@ def release(module, client, group, p) -> None:
     tags = group_tags(group)
     remove = []
     current = tags.get(LOCK_TAG_KEY)
-    lock = parse_lock(current)
-    if lock and lock["run_id"] == p["run_id"]:
-        remove.append({"Key": LOCK_TAG_KEY, "Value": current})  # with its value: deleted only if still ours
+    # Ours, or one left by a run that died (on this host, or older than ttl): deleted with its value, so only if
+    # nobody replaced it meanwhile.
+    if current and lock_state(current, p["run_id"], _now(), p["ttl"], host=socket.gethostname(), alive=_alive) in (
+            "ours", "expired"):
+        remove.append({"Key": LOCK_TAG_KEY, "Value": current})
     if p["forget_discovery"] and PENDING_DISCOVERY_TAG_KEY in tags:
         remove.append({"Key": PENDING_DISCOVERY_TAG_KEY})
     if remove and not module.check_mode:

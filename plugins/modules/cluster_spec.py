@@ -110,45 +110,19 @@ spec:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import cluster_spec
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import run_cluster_spec, spec_argument_spec
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            cluster_name=dict(type="str", required=True),
-            cluster_size=dict(type="raw"),
-            cluster_size_max=dict(type="int", default=200),
-            etcd_members_max=dict(type="int", default=5),
-            region=dict(type="str", required=True),
-            instance_type=dict(type="str"),
-            channel=dict(type="str", default="stable", choices=["stable", "beta", "alpha", "lts"]),
-            ssh_allowed_cidrs=dict(type="list", elements="str", default=[]),
-            ebs_volume_size=dict(type="int", default=100),
-            ebs_volume_type=dict(type="str", default="gp2"),
-            extra_tags=dict(type="dict", default={}),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=spec_argument_spec(), supports_check_mode=True)
     try:
-        spec = cluster_spec(
-            p["cluster_name"],
-            p["cluster_size"],
-            p["region"],
-            p["instance_type"],
-            channel=p["channel"],
-            ssh_allowed_cidrs=p["ssh_allowed_cidrs"],
-            ebs_volume_size=p["ebs_volume_size"],
-            ebs_volume_type=p["ebs_volume_type"],
-            size_max=p["cluster_size_max"],
-            extra_tags=p["extra_tags"],
-            etcd_members_max=p["etcd_members_max"],
-        )
+        result, warnings = run_cluster_spec(module.params)
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
-    module.exit_json(changed=False, spec=spec)
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

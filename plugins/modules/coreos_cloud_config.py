@@ -299,103 +299,36 @@ overrides:
             ETCD_HEARTBEAT_INTERVAL in etcd-member.service's drop-in 10-clct-coreos-etcd2.conf (Flatcar has no etcd2)"]
 """
 
-import base64
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.build import build_user_data
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.settings import settings_from_params
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.user_data import (
-    HAS_YAML,
-    YAML_IMPORT_ERROR,
-    read_base_file,
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.module import (
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_ONE_OF,
+    REQUIRED_TOGETHER,
+    argument_spec,
+    run,
 )
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cloud_config.user_data import HAS_YAML, YAML_IMPORT_ERROR
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
-
-
-def argument_spec() -> dict:
-    unit_spec = dict(
-        name=dict(type="str", required=True),
-        command=dict(
-            type="str",
-            choices=["start", "stop", "restart", "reload", "try-restart", "reload-or-restart", "reload-or-try-restart"],
-        ),
-        enable=dict(type="bool"),
-        mask=dict(type="bool"),
-        runtime=dict(type="bool"),
-        content=dict(type="str"),
-        drop_ins=dict(
-            type="list", elements="dict",
-            options=dict(name=dict(type="str", required=True), content=dict(type="str", required=True)),
-        ),
-    )
-    file_spec = dict(
-        path=dict(type="str", required=True),
-        content=dict(type="str"),
-        permissions=dict(type="str"),
-        owner=dict(type="str"),
-        encoding=dict(type="str"),
-    )
-    ebs_spec = dict(
-        enabled=dict(type="bool", default=True),
-        device=dict(type="str", default="/dev/sdb"),
-        filesystem=dict(type="str", default="ext4", choices=["ext4", "xfs", "btrfs"]),
-        mount_point=dict(type="str", default="/media/ebs"),
-        label=dict(type="str", default="coreos-ebs"),
-    )
-    return dict(
-        src=dict(type="path"),
-        content=dict(type="str"),
-        flavor=dict(type="str", default="flatcar", choices=["flatcar", "coreos"]),
-        discovery_url=dict(type="str"),
-        discovery_token=dict(type="str", no_log=True),
-        discovery_endpoints=dict(type="list", elements="str"),
-        etcd_version=dict(type="str"),
-        flannel_network=dict(type="str", default="10.1.0.0/16"),
-        flannel_backend=dict(type="str"),
-        ebs=dict(type="dict", default={}, options=ebs_spec, apply_defaults=True),
-        fleet=dict(type="bool", default=True),
-        fleet_metadata=dict(type="dict", default={}),
-        fleet_image=dict(type="str", default="quay.io/coreos/fleet:v1.0.0"),
-        units=dict(type="list", elements="dict", default=[], options=unit_spec),
-        write_files=dict(type="list", elements="dict", default=[], options=file_spec),
-        ssh_authorized_keys=dict(type="list", elements="str", default=[], no_log=False),
-        hostname=dict(type="str"),
-    )
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[("src", "content"), ("discovery_url", "discovery_token")],
-        required_one_of=[("discovery_url", "discovery_token")],
-        required_together=[("discovery_token", "discovery_endpoints")],
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_together=REQUIRED_TOGETHER,
         supports_check_mode=True,
     )
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
-    p = module.params
     try:
-        settings = settings_from_params(p)
-        if p["src"]:
-            base_text, base_source = read_base_file(p["src"]), p["src"]
-        elif p["content"] is not None:
-            base_text, base_source = p["content"], "content"
-        else:
-            base_text, base_source = None, "content"
-        result = build_user_data(settings, base_text, base_source)
+        result, warnings = run(module.params)
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
-    for warning in result.warnings:
+    for warning in warnings:
         module.warn(warning)
-    module.exit_json(
-        changed=False,
-        user_data=result.user_data,
-        user_data_b64=base64.b64encode(result.user_data.encode("utf-8")).decode("ascii"),
-        cloud_config=result.cloud_config,
-        size=result.size,
-        overrides=result.warnings,
-    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -72,14 +72,20 @@ options:
   url:
     description:
       - The V(etcd_v2) discovery URL to delete with O(state=absent), as returned in RV(discovery_url).
-      - With O(state=present), a token (V(public) or V(etcd_v2)) that an interrupted launch of this cluster minted:
-        it is returned with RV(reused=true) when the service still has it with the size O(size) and no member
-        registered yet, and a new one is minted (with a warning) otherwise. O(existing_user_data) wins over it.
+
       - Only directories that hold a C(_config/size) key are deleted, a guard against wiping unrelated keys.
     type: str
   token:
     description:
       - The V(etcd_v3) token to delete with O(state=absent), as returned in RV(token).
+    type: str
+  resume_url:
+    description:
+      - With O(state=present), a token (V(public) or V(etcd_v2)) that an interrupted launch of this cluster minted:
+        it is returned with RV(reused=true) when the service still has it with the size O(size) and no member
+        registered yet, and a new one is minted (with a warning) otherwise. O(existing_user_data) wins over it.
+      - A secret like every discovery URL; use C(no_log) on the task. (It is not a C(no_log) option, because the
+        module returns it as RV(discovery_url), which Ansible would then mask.)
     type: str
   existing_user_data:
     description:
@@ -201,6 +207,7 @@ def main() -> None:
             url=dict(type="str", no_log=True),
             token=dict(type="str", no_log=True),
             existing_user_data=dict(type="list", elements="str", no_log=True),
+            resume_url=dict(type="str", no_log=False),
             **transport_argument_spec(),
         ),
         required_if=[("state", "present", ["size"])],
@@ -211,11 +218,11 @@ def main() -> None:
     transport = transport_options(p)
     try:
         if p["state"] == "present":
-            if p["token"]:
-                module.fail_json(msg="token is only used with state=absent")
+            if p["url"] or p["token"]:
+                module.fail_json(msg="url and token are only used with state=absent (resume_url resumes a token)")
             result = ensure_present(
                 p["protocol"], p["size"], service=p["service"], endpoints=p["endpoints"],
-                existing_user_data=p["existing_user_data"], pending_url=p["url"], check_mode=module.check_mode,
+                existing_user_data=p["existing_user_data"], pending_url=p["resume_url"], check_mode=module.check_mode,
                 **transport,
             )
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import os
+import re
 import threading
 
 import pytest
@@ -11,6 +13,7 @@ from support.ec2_proxy import EC2Proxy, Fault
 from support.sandbox import cluster_instances, free_port, run_playbook, world
 
 pytestmark = pytest.mark.integration
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 
 
 def base_vars(sb, name, **extra):
@@ -74,6 +77,16 @@ CASES = [
     ("user-data-too-big", {"cloud_config": _big_cloud_config}, "16384"),
     ("discovery-unreachable", {"discovery_service": "closed-port"}, "127.0.0.1"),
     ("discovery-garbage", {"discovery_protocol": "public", "discovery_service": "garbage"}, "expected a token URL"),
+    # Everything checkable is checked before the lock, the token or the security group exist.
+    ("type-not-offered", {"instance_type": "x9.huge"}, "instance_type x9.huge is not offered in us-east-1"),
+    ("services-missing-src", {"services": [{"name": "web.service", "src": "/nonexistent/web.service"}]},
+     "services[0] (web.service): cannot read src /nonexistent/web.service"),
+    ("services-bad-count", {"services": [{"name": "web.service", "content": "[Service]\nExecStart=/bin/true\n",
+                                          "count": 3}]},
+     "services[0] (web.service): count and instances apply to template units"),
+    ("typo", {"cluster_sise": 1}, "unknown variable cluster_sise: did you mean cluster_size?"),
+    ("seed-cloud-config-wipes-volume", {"cloud_config": os.path.join(FIXTURES, "coreos-seed.cloud-config")},
+     "format-xvdb.service"),
 ]
 
 
@@ -124,8 +137,10 @@ def test_failure_after_machines_started_rolls_back(sandbox, keep):
         assert registry_tokens(sandbox) == tokens_before + 1
         ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in cluster_instances(ec2, name)])
     else:
-        assert "Rolled back: machines tagged coreos-ec2-cluster=" + name in run.out, run.out[-4000:]
+        ids = re.search(r"Rolled back: 2 machines \((i-\w+), (i-\w+)\)", run.out)
+        assert ids, run.out[-4000:]
         assert "security group sg-" in run.out and "the new discovery token" in run.out
+        assert ".." not in run.out.split("failed at", 1)[1].split("\n", 1)[0]
         assert cluster_instances(ec2, name) == []
         assert groups["SecurityGroups"] == []
         assert registry_tokens(sandbox) == tokens_before

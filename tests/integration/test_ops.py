@@ -54,6 +54,11 @@ def test_status_and_dns(sandbox, clusters):
 def test_unknown_cluster_and_action_are_explained(sandbox, clusters):
     run = ops(sandbox, "nope", "status")
     assert run.rc != 0 and "No machine carries the tag coreos-ec2-cluster=nope in us-east-1" in run.out
+    for action in ("stop", "terminate"):
+        run = ops(sandbox, "nope", action, confirm="yes")
+        assert run.rc != 0 and "No machine carries the tag coreos-ec2-cluster=nope in us-east-1" in run.out, run.out[-3000:]
+    run = ops(sandbox, "ops-a", "status", ops_actoin="dns")
+    assert run.rc != 0 and "unknown variable ops_actoin: did you mean ops_action?" in run.out, run.out[-3000:]
     run = ops(sandbox, "ops-a", "explode")
     assert run.rc != 0
     assert "status, dns, inspect, start, stop, terminate, cleanup, scale" in run.out, run.out[-3000:]
@@ -143,10 +148,15 @@ def test_terminate_then_cleanup_removes_only_this_cluster(sandbox, clusters):
     ec2 = sandbox.client()
     url = discovery_url_of(user_data(ec2, cluster_instances(ec2, "ops-b")[0]["InstanceId"]))
     key = url.split("/v2/keys", 1)[1]
-    run = ops(sandbox, "ops-b", "terminate")
-    assert run.rc == 0 and "Terminating 2 machines of cluster ops-b" in run.out, run.out[-4000:]
+    # terminate deletes the data volumes: it asks like cleanup, and anything but yes aborts.
+    refused = ops(sandbox, "ops-b", "terminate")
+    assert refused.rc != 0 and "terminate aborted and nothing was changed" in refused.out, refused.out[-3000:]
+    assert "their data volumes (/media/ebs) are deleted with them" in refused.out
+    assert states(ec2, "ops-b") == ["running"] * 2
+    run = ops(sandbox, "ops-b", "terminate", confirm="yes")
+    assert run.rc == 0 and "Terminating 2 machines of cluster ops-b, with their data volumes" in run.out, run.out[-4000:]
     assert cluster_instances(ec2, "ops-b") == []
-    again = ops(sandbox, "ops-b", "terminate")
+    again = ops(sandbox, "ops-b", "terminate", confirm="yes")
     assert again.rc == 0 and again.recap["changed"] == 0
     check = ops(sandbox, "ops-b", "cleanup", "--check")
     assert check.rc == 0

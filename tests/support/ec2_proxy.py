@@ -11,6 +11,7 @@ import collections
 import http.client
 import http.server
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -40,6 +41,11 @@ class _State:
     counts: collections.Counter = field(default_factory=collections.Counter)
     sequence: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Seconds to hold each call of an action before forwarding it (AWS can take seconds to answer RunInstances).
+    delays: dict = field(default_factory=dict)
+    # Once this action has been answered, every later call gets no answer at all, as if the endpoint died.
+    dead_after: str | None = None
+    dead: bool = False
 
 
 class EC2Proxy:
@@ -62,6 +68,18 @@ class EC2Proxy:
     def add_fault(self, fault: Fault) -> None:
         with self.state.lock:
             self.state.faults.append(fault)
+
+    def delay(self, action: str, seconds: float) -> None:
+        with self.state.lock:
+            self.state.delays[action] = seconds
+
+    def die_after(self, action: str) -> None:
+        with self.state.lock:
+            self.state.dead_after = action
+
+    def revive(self) -> None:
+        with self.state.lock:
+            self.state.dead_after, self.state.dead = None, False
 
     def counts(self) -> dict[str, int]:
         with self.state.lock:
@@ -97,6 +115,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
         fault = None
         with self.state.lock:
+            dead, delay = self.state.dead, self.state.delays.get(action, 0)
+        if dead:
+            self.close_connection = True  # no answer: the client sees the connection closed
+            return
+        with self.state.lock:
             if action:
                 self.state.counts[action] += 1
                 self.state.sequence.append(action)
@@ -106,6 +129,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         f.hits += 1
                         fault = f
                         break
+        if delay:
+            time.sleep(delay)  # counted on arrival, answered late
         if fault is not None:
             payload = _ERROR_BODY.format(code=fault.code, message=fault.message).encode()
             self.send_response(fault.status)
@@ -127,3 +152,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         conn.close()
+        with self.state.lock:
+            if action and action == self.state.dead_after:
+                self.state.dead = True

@@ -311,3 +311,13 @@ def test_probe_plan_per_target():
     assert [r["id"] for r in c.probe_plan(ROWS, True, "aws")["probe"]] == ["i-1", "i-2", "i-4", "i-5"]
     sandbox = c.probe_plan(ROWS, True, "sandbox", status)
     assert [r["id"] for r in sandbox["probe"]] == ["i-1"] and set(sandbox["no_node"]) == {"i-2", "i-4", "i-5"}
+
+
+def test_open_cidr_warnings():
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import open_cidr_warnings
+
+    assert open_cidr_warnings(["203.0.113.0/24", "10.0.0.0/8"]) == []
+    assert open_cidr_warnings(["0.0.0.0/0"]) == [
+        "ssh_allowed_cidrs entry 0.0.0.0/0 opens SSH to the whole internet: every address in it can try to log in to"
+        " the machines; prefer your own network's range"]
+    assert len(open_cidr_warnings(["0.0.0.0/1", "::/0"])) == 2

@@ -134,7 +134,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures")
 
 
 def test_seed_cloud_config_fails_on_its_format_unit(capsys):
-    src = os.path.join(FIXTURES, "cloud-config.coreos-seed.yml")
+    src = os.path.join(FIXTURES, "coreos-seed.cloud-config")
     result = run_module(capsys, {"discovery_url": URL, "src": src})
     assert result["_rc"] == 1 and result["failed"] is True
     assert result["msg"].startswith(f"{src}: a unit would wipe or format the data volume")
@@ -143,7 +143,7 @@ def test_seed_cloud_config_fails_on_its_format_unit(capsys):
 
 
 def test_seed_cloud_config_without_format_unit_is_translated_with_warnings(capsys):
-    src = os.path.join(FIXTURES, "cloud-config.coreos-seed-noformat.yml")
+    src = os.path.join(FIXTURES, "coreos-seed-noformat.cloud-config")
     result = run_module(capsys, {"discovery_url": URL, "src": src})
     assert result["_rc"] == 0
     assert "etcd2" not in result["cloud_config"]["coreos"] and "fleet" not in result["cloud_config"]["coreos"]

@@ -15,8 +15,8 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..", 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "fixtures")
 # The seed project's CoreOS cloud-config, with its format-xvdb.service (wipefs + mkfs.ext4 at every boot),
 # and the same without that unit.
-SEED = os.path.join(FIXTURES, "cloud-config.coreos-seed.yml")
-SEED_NOFORMAT = os.path.join(FIXTURES, "cloud-config.coreos-seed-noformat.yml")
+SEED = os.path.join(FIXTURES, "coreos-seed.cloud-config")
+SEED_NOFORMAT = os.path.join(FIXTURES, "coreos-seed-noformat.cloud-config")
 
 FLATCAR_UNITS = [
     "format-ebs.service", "media-ebs.mount", "etcd-member.service", "flanneld.service",

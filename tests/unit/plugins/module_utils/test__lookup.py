@@ -1,0 +1,54 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a launch reads first, and the refusals that follow."""
+
+from __future__ import annotations
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _lookup as lu
+
+IMAGES = [
+    {"ImageId": "ami-old", "Name": "Flatcar-stable-1-hvm", "CreationDate": "2026-01-01T00:00:00.000Z", "State": "available",
+     "RootDeviceName": "/dev/xvda", "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}]},
+    {"ImageId": "ami-new", "Name": "Flatcar-stable-2-hvm", "CreationDate": "2026-06-01T00:00:00.000Z", "State": "available",
+     "RootDeviceName": "/dev/xvda", "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 9}}],
+     "Architecture": "x86_64"},
+    {"ImageId": "ami-pending", "Name": "Flatcar-stable-3-hvm", "CreationDate": "2026-09-01T00:00:00.000Z", "State": "pending"},
+]
+
+
+def test_newest_available_image_with_its_root_volume():
+    assert lu.newest_image(IMAGES) == {"image_id": "ami-new", "name": "Flatcar-stable-2-hvm",
+                                       "creation_date": "2026-06-01T00:00:00.000Z", "root_device_name": "/dev/xvda",
+                                       "root_volume_size": 9, "architecture": "x86_64"}
+    assert lu.newest_image([]) == {}
+
+
+def problems(**overrides):
+    args = dict(cluster_name="p-1", region="us-east-1", key_name="ops", key_found=True, image={"image_id": "ami-1"},
+                image_id=None, channel="stable", architecture="x86_64", ami_owner="075585003325",
+                instance_type="c4.large", type_offered=True, offered_similar=[], existing_count=0, size=3)
+    args.update(overrides)
+    return lu.preflight_problems(**args)
+
+
+def test_no_problems():
+    assert problems() == [] and problems(existing_count=3) == [] and problems(type_offered=None) == []
+
+
+def test_every_problem_is_named_at_once():
+    found = problems(key_found=False, image={}, type_offered=False, offered_similar=["c4.xlarge"], existing_count=2)
+    assert found == [
+        "key pair ops does not exist in us-east-1: create or import it first (key_name must name an existing EC2 key pair)",
+        "no available Flatcar stable image for x86_64 owned by 075585003325 in us-east-1",
+        "instance_type c4.large is not offered in us-east-1 (similar types offered there: c4.xlarge): give a type the"
+        " region offers (aws ec2 describe-instance-type-offerings)",
+        "cluster p-1 already has 2 machines, not 3: launch never resizes a cluster (use the scale operation)",
+    ]
+    assert problems(image={}, image_id="ami-x") == ["image_id ami-x does not exist in us-east-1"]
+
+
+def test_similar_types():
+    offered = ["c5.large", "c4.xlarge", "c4.2xlarge", "m5.huge"]
+    assert lu.similar_types("c4.huge", offered) == ["c4.2xlarge", "c4.xlarge"]
+    assert lu.similar_types("x9.huge", offered) == ["m5.huge"]
+    assert lu.similar_types("x9.tiny", offered) == []
