@@ -26,9 +26,15 @@ demo: setup-runtime
 	$(PLAYBOOK) playbooks/launch.yml $(DEMO_VARS)
 	@echo "==> Waiting for etcd, flannel and the data volumes on every machine, then inspecting the cluster"
 	$(PLAYBOOK) playbooks/ops.yml -e cluster_name=demo -e ops_action=inspect -e ops_probe_wait=180
+	@echo "==> Deploying config/services.example.yml through fleet: hello@.service x3 (one per machine), beacon.service on every machine"
+	$(PLAYBOOK) playbooks/deploy.yml -e cluster_name=demo -e @config/services.example.yml -e deploy_ssh_wait=120 -e deploy_fleet_wait=300
+	@echo "==> fleetctl list-units on one machine (through the dynamic inventory playbooks/inventory/sandbox.aws_ec2.yml)"
+	$(BIN)/ansible -i playbooks/inventory/sandbox.aws_ec2.yml 'cluster_demo[0]' -m ansible.builtin.raw -a \
+	  'for i in $$(seq 60); do /opt/bin/fleetctl list-units --no-legend | awk "\$$3 != \"active\" || \$$4 != \"running\"" | grep -q . || break; sleep 2; done; /opt/bin/fleetctl list-units'
 	@echo
 	@echo "The demo cluster runs in the local sandbox (state in $(COREOS_EC2_SANDBOX_DIR))."
-	@echo "Log in:   ssh -i $(COREOS_EC2_SANDBOX_DIR)/coreos-sandbox core@<private IP>   (e.g. etcdctl member list)"
+	@echo "Log in:   ssh -i $(COREOS_EC2_SANDBOX_DIR)/coreos-sandbox core@<private IP>   (e.g. etcdctl member list, fleetctl list-units)"
+	@echo "Ask:      a machine running hello@N answers on port 808N: ssh ... core@<IP> 'bash -c \"cat </dev/tcp/127.0.0.1/8081\"'"
 	@echo "Look:     .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e ops_action=inspect"
 	@echo "Clean up: .venv/bin/ansible-playbook playbooks/ops.yml -e cluster_name=demo -e ops_action=cleanup -e confirm=yes"
 	@echo "          make sandbox-stop    (stops the sandbox; its emulator forgets the cluster, its nodes and volumes go)"

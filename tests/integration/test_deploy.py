@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from support.fleet_nodes import GROUP, start_fleet_cluster
-from support.sandbox import run_playbook
+from support.sandbox import run_playbook, world
 
 pytestmark = pytest.mark.integration
 
@@ -188,13 +188,19 @@ def test_fleet_that_cannot_reach_etcd_is_explained(cluster):
     assert etcd(cluster)["index"] == before
 
 
-def test_on_the_sandbox_deployment_is_skipped_and_says_why(sandbox):
+def test_an_api_only_sandbox_refuses_services_before_launching(sandbox):
+    """Deployment runs on the sandbox's nodes (tests/integration/test_sandbox_nodes.py); without nodes there is no
+    machine to run a service, which launch says before it creates anything, and deploy says too."""
     services = [{"name": "hello.service", "content": SLEEP.format(seconds=5)}]
+    ec2 = sandbox.client()
+    before = world(ec2)
     run = run_playbook("launch.yml", sandbox.vars(cluster_name="dep-sb", cluster_size=1, instance_type="c4.large",
                                                   services=services))
-    assert run.rc == 0, run.out[-4000:]
-    assert "Deployment to cluster dep-sb was skipped: the sandbox's nodes run a fleetd stand-in" in run.out
+    assert run.rc != 0 and "services cannot be deployed to cluster dep-sb: the sandbox runs API only" in run.out, run.out[-4000:]
+    assert world(ec2) == before
+    launched = run_playbook("launch.yml", sandbox.vars(cluster_name="dep-sb", cluster_size=1, instance_type="c4.large"))
+    assert launched.rc == 0, launched.out[-4000:]
     again = run_playbook("deploy.yml", sandbox.vars(cluster_name="dep-sb", services=services))
-    assert again.rc == 0 and "was skipped" in again.out and again.recap["changed"] == 0, again.out[-4000:]
+    assert again.rc != 0 and "Cannot deploy to cluster dep-sb on the sandbox: no node behind it" in again.out, again.out[-4000:]
     unknown = run_playbook("deploy.yml", sandbox.vars(cluster_name="dep-none", services=services))
     assert unknown.rc != 0 and "No running machine carries the tag coreos-ec2-cluster=dep-none" in unknown.out

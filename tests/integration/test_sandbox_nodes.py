@@ -153,6 +153,77 @@ def test_a_launch_forms_a_cluster_in_the_nodes(node_sandbox, cluster):
         assert cluster["inspect"].count(label) == 3, (label, cluster["inspect"][-4000:])
 
 
+def list_units(sb: Sandbox, ip: str) -> list[dict[str, str]]:
+    """fleetctl list-units on a node, as rows (unit, machine, active, sub)."""
+    out = ssh(sb, ip, "/opt/bin/fleetctl list-units --no-legend --full --fields=unit,machine,active,sub")
+    assert out.returncode == 0, out.stderr
+    return [dict(zip(("unit", "machine", "active", "sub"), line.split())) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_services_run_in_the_nodes_where_fleet_schedules_them(node_sandbox, cluster):
+    """The demo's services, deployed over SSH as core through fleet: fleetd's engine schedules them, its agents
+    start them with systemd, and fleetctl list-units shows what systemd really runs."""
+    sb = node_sandbox
+    ips = cluster["ips"]
+    import yaml  # the services file, as `-e @config/services.example.yml` reads it
+
+    services = yaml.safe_load((REPO / "config" / "services.example.yml").read_text())["services"]
+    for service in services:
+        service["src"] = str(REPO / service["src"])
+    run = run_playbook("deploy.yml", sb.vars(cluster_name="nodes", services=services, deploy_ssh_wait=60,
+                                             deploy_fleet_wait=120))
+    assert run.rc == 0, run.out[-4000:]
+    assert "Deployed through i-" in run.out, run.out[-3000:]
+    first = next(iter(ips.values()))
+    rows = wait_for("every unit active/running", lambda: (lambda r: r if len(r) == 6 and all(
+        (x["active"], x["sub"]) == ("active", "running") for x in r) else None)(list_units(sb, first)), timeout=120)
+    hello = {r["unit"]: r["machine"] for r in rows if r["unit"].startswith("hello@")}
+    assert sorted(hello) == ["hello@1.service", "hello@2.service", "hello@3.service"], rows
+    # One per machine (X-Fleet Conflicts), each on a machine fleet chose, at its address.
+    assert sorted(m.split("/")[1] for m in hello.values()) == sorted(ips.values()), rows
+    assert sorted(r["machine"].split("/")[1] for r in rows if r["unit"] == "beacon.service") == sorted(ips.values())
+    for unit, machine in hello.items():
+        ip, port = machine.split("/")[1], 8080 + int(unit.split("@")[1].split(".")[0])
+        assert ssh(sb, ip, f"systemctl is-active {unit}").stdout.strip() == "active"
+        answer = ssh(sb, ip, f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; cat <&3'").stdout
+        assert answer.startswith("hello from ") and unit.split(".")[0] in answer, answer
+        assert ssh(sb, ip, f"test -f /run/fleet/units/{unit} && echo written").stdout.strip() == "written"
+    # What fleet reports is what systemd does: a unit that fails shows failed, on the machine that ran it.
+    broken = services + [{"name": "broken.service", "content": "[Service]\nExecStart=/bin/false\n"}]
+    run = run_playbook("deploy.yml", sb.vars(cluster_name="nodes", services=broken))
+    assert run.rc == 0, run.out[-4000:]
+    failed = wait_for("broken.service failed", lambda: [r for r in list_units(sb, first)
+                                                        if r["unit"] == "broken.service" and r["active"] == "failed"])
+    assert failed[0]["sub"] == "failed", failed
+    # Unchanged services: one listing, nothing applied.
+    again = run_playbook("deploy.yml", sb.vars(cluster_name="nodes", services=broken))
+    assert again.rc == 0 and again.recap["changed"] == 0, again.out[-3000:]
+    gone = run_playbook("deploy.yml", sb.vars(cluster_name="nodes", services=services + [
+        {"name": "broken.service", "state": "absent"}]))
+    assert gone.rc == 0, gone.out[-3000:]
+    wait_for("broken.service gone", lambda: not [r for r in list_units(sb, first) if r["unit"] == "broken.service"])
+
+
+def test_the_dynamic_inventory_reaches_every_node(node_sandbox, cluster):
+    """playbooks/inventory/sandbox.aws_ec2.yml: the cluster's group, private IPs, user core and the sandbox key."""
+    import re
+    import sys
+
+    sb = node_sandbox
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "COREOS_EC2_SANDBOX_URL": sb.ec2_url, "COREOS_EC2_SANDBOX_DIR": sb.state_dir}
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible"), "-i", "playbooks/inventory/sandbox.aws_ec2.yml",
+                          "cluster_nodes", "-m", "raw", "-a", "cat /etc/machine-id"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    seen = dict(re.findall(r"^(i-[0-9a-f]+) \| CHANGED \| rc=0 >>\s*\n([0-9a-f]{32})", run.stdout, re.M))
+    ips = running_ips(sb, sb.client(), "nodes")
+    assert sorted(seen) == sorted(ips), run.stdout
+    assert len(set(seen.values())) == len(seen)  # every node its own machine id
+    for instance_id, ip in ips.items():
+        assert ssh(sb, ip, "cat /etc/machine-id").stdout.strip() == seen[instance_id]
+
+
 def test_data_survives_stop_start_and_reboot_and_goes_with_termination(node_sandbox, cluster):
     sb = node_sandbox
     ec2 = sb.client()
