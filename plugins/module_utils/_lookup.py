@@ -69,7 +69,7 @@ def preflight_problems(
 
 def similar_types(wanted: str, offered: Iterable[str], limit: int = 5) -> list[str]:
     """Offered types of the same family (c4.large -> c4.xlarge ...), else of the same size, for the message."""
-    family, _, size = wanted.partition(".")
+    family, dummy, size = wanted.partition(".")
     offered = sorted(set(offered))
     same_family = [t for t in offered if t.partition(".")[0] == family]
     if same_family:

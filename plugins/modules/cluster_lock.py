@@ -12,7 +12,7 @@ description:
   - With O(state=present), takes the cluster's lock, a tag C(coreos-ec2-cluster-lock) on its security group, and
     returns its run id. A missing group is created with the lock in its tags in one C(CreateSecurityGroup), which
     EC2 refuses for a second creator, so two runs never both create the cluster. On an existing group the lock
-    tag is written, then read back after O(settle) seconds: of two runs that raced, only the one whose tag
+    tag is written, then read back after O(settle) seconds; of two runs that raced, only the one whose tag
     stayed goes on.
   - A lock held by another run makes the module wait up to O(wait_timeout) seconds, then fail with the other
     run's id, who holds it and since when. A lock older than O(ttl) seconds, or any lock with O(break_lock=true),
@@ -85,7 +85,7 @@ options:
     default: false
   create:
     description:
-      - Whether to create a missing group. With V(false) a missing group means no lock can be taken: the module
+      - Whether to create a missing group. With V(false) a missing group means no lock can be taken, and the module
         warns and returns an empty RV(run_id).
     type: bool
     default: true
@@ -172,7 +172,7 @@ def _controller_pid() -> int:
     walking up /proc to the topmost ancestor running ansible (its task workers are forks with the same command
     line); where there is no /proc, the parent process."""
     pid, found = os.getppid(), None
-    for _ in range(12):
+    for dummy in range(12):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
                 argv = handle.read().split(b"\0")

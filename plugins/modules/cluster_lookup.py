@@ -14,7 +14,7 @@ description:
     returns them with RV(problems), one message per reason not to launch.
   - Reads the user data of one machine of the cluster (to reuse its discovery URL) only when the cluster is
     incomplete, and returns the discovery URL that an interrupted launch recorded on the security group.
-    Both are secrets: use C(no_log) on the task. The module therefore never fails on a describe error either;
+    Both are secrets, so use C(no_log) on the task. The module therefore never fails on a describe error either;
     it returns RV(error) for the next task to report.
   - Changes nothing.
 author:

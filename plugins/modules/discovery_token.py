@@ -81,7 +81,7 @@ options:
     type: str
   resume_url:
     description:
-      - With O(state=present), a token (V(public) or V(etcd_v2)) that an interrupted launch of this cluster minted:
+      - With O(state=present), a token (V(public) or V(etcd_v2)) that an interrupted launch of this cluster minted;
         it is returned with RV(reused=true) when the service still has it with the size O(size) and no member
         registered yet, and a new one is minted (with a warning) otherwise. O(existing_user_data) wins over it.
       - A secret like every discovery URL; use C(no_log) on the task. (It is not a C(no_log) option, because the

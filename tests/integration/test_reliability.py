@@ -76,7 +76,7 @@ def test_two_concurrent_launches_make_exactly_n_machines(sandbox, tmp_path):
         first = start_playbook("launch.yml", aws_vars(sandbox, proxy, name), tmp_path, AWS_ENV)
         wait_until(lambda: proxy.counts().get("RunInstances", 0) > 0 or first.poll() is not None, 120, "RunInstances")
         second = run_playbook("launch.yml", aws_vars(sandbox, proxy, name), env=AWS_ENV)
-        out, _ = first.communicate(timeout=600)
+        out = first.communicate(timeout=600)[0]
         again = run_playbook("launch.yml", aws_vars(sandbox, proxy, name), env=AWS_ENV)
     assert first.returncode == 0, out[-4000:]
     assert second.rc != 0
@@ -100,7 +100,7 @@ def test_a_run_that_waits_for_the_lock_finds_the_cluster_made(sandbox, tmp_path)
         first = start_playbook("launch.yml", aws_vars(sandbox, proxy, name), tmp_path, AWS_ENV)
         wait_until(lambda: proxy.counts().get("RunInstances", 0) > 0 or first.poll() is not None, 120, "RunInstances")
         second = run_playbook("launch.yml", aws_vars(sandbox, proxy, name, lock_timeout=300), env=AWS_ENV)
-        out, _ = first.communicate(timeout=600)
+        out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out[-4000:]
     assert second.rc == 0, second.out[-4000:]
     assert proxy.counts()["RunInstances"] == 1 and len(cluster_instances(ec2, name)) == 2

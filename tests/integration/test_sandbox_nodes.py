@@ -175,8 +175,12 @@ def test_services_run_in_the_nodes_where_fleet_schedules_them(node_sandbox, clus
     assert run.rc == 0, run.out[-4000:]
     assert "Deployed through i-" in run.out, run.out[-3000:]
     first = next(iter(ips.values()))
-    rows = wait_for("every unit active/running", lambda: (lambda r: r if len(r) == 6 and all(
-        (x["active"], x["sub"]) == ("active", "running") for x in r) else None)(list_units(sb, first)), timeout=120)
+
+    def all_running():
+        rows = list_units(sb, first)
+        return rows if len(rows) == 6 and all((r["active"], r["sub"]) == ("active", "running") for r in rows) else None
+
+    rows = wait_for("every unit active/running", all_running, timeout=120)
     hello = {r["unit"]: r["machine"] for r in rows if r["unit"].startswith("hello@")}
     assert sorted(hello) == ["hello@1.service", "hello@2.service", "hello@3.service"], rows
     # One per machine (X-Fleet Conflicts), each on a machine fleet chose, at its address.

@@ -359,12 +359,12 @@ def _translate_etcd2(
         pairs = _ETCD2_RENAMED.get(norm) or (("ETCD_" + norm.upper(), None),)
         kept = [(name, fixed) for name, fixed in pairs if name not in generated]
         if not kept:
-            warnings.append(f"{what} is replaced by the generated setting ({', '.join(n for n, _ in pairs)})")
+            warnings.append(f"{what} is replaced by the generated setting ({', '.join(n for n, dummy in pairs)})")
             continue
         text = _env_value(value, f"{source}: coreos.etcd2.{key}")
         assignments.update((name, text if fixed is None else fixed) for name, fixed in kept)
         warnings.append(
-            f"{what} is translated to {', '.join(n for n, _ in kept)} in etcd-member.service's drop-in "
+            f"{what} is translated to {', '.join(n for n, dummy in kept)} in etcd-member.service's drop-in "
             f"{ETCD2_DROPIN_NAME} (Flatcar has no etcd2)"
         )
     return list(assignments.items()), warnings
