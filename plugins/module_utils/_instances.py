@@ -106,3 +106,22 @@ def unreachable_message(ids: List[str], target: str) -> str:
 
 def describe_states(rows: Iterable[Mapping[str, Any]]) -> Dict[str, str]:
     return {str(r.get("id")): str(r.get("state")) for r in rows}
+
+
+def launch_wait_done(rows: Iterable[Mapping[str, Any]], count: int) -> bool:
+    """Every one of `count` machines is listed and running (and none more: AWS may list new ones late)."""
+    rows = list(rows)
+    return len(rows) == count and all(r.get("state") == "running" for r in rows)
+
+
+def launch_progress(cluster_name: str, rows: Iterable[Mapping[str, Any]], count: int, elapsed: float) -> str:
+    """One progress line of a wait for a launch: how many of N run, the others by state, seconds so far."""
+    states: Dict[str, int] = {}
+    for row in rows:
+        states[str(row.get("state"))] = states.get(str(row.get("state")), 0) + 1
+    running = states.pop("running", 0)
+    others = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    listed = sum(states.values()) + running
+    unlisted = f", {count - listed} not listed yet" if listed < count else ""
+    return (f"cluster {cluster_name}: {running} of {count} machines running"
+            f"{' (' + others + ')' if others else ''}{unlisted} after {int(elapsed)} s")

@@ -16,6 +16,8 @@ description:
     incomplete, and returns the discovery URL that an interrupted launch recorded on the security group.
     Both are secrets, so use C(no_log) on the task. The module therefore never fails on a describe error either;
     it returns RV(error) for the next task to report.
+  - For a complete cluster (O(size) machines, all running), which a launch does not add to, only the machines and
+    the security group are read (two calls).
   - Changes nothing.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
@@ -173,15 +175,21 @@ def main() -> None:
         rows = instance_rows(raw)
         result["instances"] = rows
 
+        # A complete, running cluster launches nothing: its key pair, image and machine type need no checking (a
+        # re-run then costs two describe calls here).
+        complete = len(rows) == p["size"] and all(r["state"] == "running" for r in rows)
         key_found = True
-        if p["key_name"]:
+        if p["key_name"] and not complete:
             step = f"read key pair {p['key_name']}"
             keys = client.describe_key_pairs(aws_retry=True, Filters=_filters({"key-name": p["key_name"]}))["KeyPairs"]
             key_found = len(keys) == 1
 
         step = "look up the image"
         # An image id goes in as a filter: asked for by ImageIds, an unknown id is an error, as a filter it is no image.
-        if p["image_id"]:
+        if complete:
+            images = [{"ImageId": raw[0].get("image_id", ""), "Name": "", "State": "available",
+                       "RootDeviceName": raw[0].get("root_device_name")}]
+        elif p["image_id"]:
             images = client.describe_images(aws_retry=True, Filters=_filters({"image-id": p["image_id"]}))["Images"]
         else:
             images = client.describe_images(aws_retry=True, Owners=[p["ami_owner"]], Filters=_filters({

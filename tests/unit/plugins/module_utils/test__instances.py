@@ -72,3 +72,13 @@ def test_describe_states():
 def test_needs_action_leaves_out_machines_already_heading_there(target, expected):
     plan = i.state_plan(MIXED[:5] if target == "terminated" else MIXED[:4], target)
     assert i.needs_action(plan, i.describe_states(MIXED), target) == expected
+
+
+def test_launch_progress_and_done():
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instances import launch_progress, launch_wait_done
+
+    rows = [{"state": "running"}, {"state": "pending"}]
+    assert launch_progress("p-1", rows, 3, 12.7) == "cluster p-1: 1 of 3 machines running (1 pending), 1 not listed yet after 12 s"
+    assert launch_progress("p-1", rows + [{"state": "running"}], 3, 40) == "cluster p-1: 2 of 3 machines running (1 pending) after 40 s"
+    assert not launch_wait_done(rows, 2) and launch_wait_done([{"state": "running"}] * 2, 2)
+    assert not launch_wait_done([{"state": "running"}] * 3, 2)  # more than asked for is not done either
