@@ -11,18 +11,15 @@ from __future__ import annotations
 import time
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_rows
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instances import launch_progress, launch_wait_done
-
-try:
-    import boto3
-    import botocore
-    from botocore.config import Config
-except ImportError:  # reported when the action runs
-    boto3 = None
+from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._ec2_controller import (
+    connection_argument_spec,
+    describe_instances,
+    ec2_client,
+)
 
 
 class ActionModule(ActionBase):
@@ -38,34 +35,15 @@ class ActionModule(ActionBase):
             count=dict(type="int", required=True),
             timeout=dict(type="int", default=600),
             delay=dict(type="float", default=5),
-            endpoint_url=dict(type="str"),
-            access_key=dict(type="str", no_log=True),
-            secret_key=dict(type="str", no_log=True),
-            session_token=dict(type="str", no_log=True),
-            profile=dict(type="str"),
-            region=dict(type="str", required=True),
+            **connection_argument_spec(),
         ))
-        if boto3 is None:
-            raise AnsibleActionFail("cluster_wait needs boto3 on the controller (pip install boto3)")
-        session = boto3.session.Session(profile_name=args["profile"] or None)
-        client = session.client(
-            "ec2", region_name=args["region"], endpoint_url=args["endpoint_url"] or None,
-            aws_access_key_id=args["access_key"] or None, aws_secret_access_key=args["secret_key"] or None,
-            aws_session_token=args["session_token"] or None,
-            # Throttling and passing network errors are retried by botocore itself, with backoff.
-            config=Config(retries={"mode": "standard", "max_attempts": 10}),
-        )
-        filters = [{"Name": k, "Values": v if isinstance(v, list) else [v]} for k, v in args["filters"].items()]
+        client = ec2_client(args)
         started = time.monotonic()
         last_line = ""
         polls = 0
         while True:
             polls += 1
-            try:
-                pages = client.get_paginator("describe_instances").paginate(Filters=filters).build_full_result()
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                raise AnsibleActionFail(f"Failed to read the machines of cluster {args['cluster_name']}: {exc}") from None
-            raw = [camel_dict_to_snake_dict(i) for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
+            raw = describe_instances(client, args["filters"], f"the machines of cluster {args['cluster_name']}")
             rows = instance_rows(raw)
             elapsed = time.monotonic() - started
             if launch_wait_done(rows, args["count"]):

@@ -75,14 +75,25 @@ def validate_cluster_size(size: Any, size_max: int = DEFAULT_SIZE_MAX) -> int:
 
 
 def known_regions(partitions: Iterable[str] = PARTITIONS) -> list[str]:
-    """The EC2 regions botocore knows, read from its bundled endpoint data (no network)."""
-    import botocore.session  # imported here so the module's import check does not need boto
+    """The EC2 regions botocore knows, read from its bundled endpoint data (no network).
 
-    session = botocore.session.get_session()
-    regions: list[str] = []
-    for partition in partitions:
-        regions.extend(session.get_available_regions("ec2", partition_name=partition))
-    return sorted(set(regions))
+    Read as the JSON file it is: a botocore session would answer the same (a unit test compares them) but costs
+    half a second to set up, on every launch and operation.
+    """
+    import json
+    import os
+
+    import botocore  # imported here so the module's import check does not need boto
+
+    with open(os.path.join(os.path.dirname(botocore.__file__), "data", "endpoints.json"), encoding="utf-8") as handle:
+        data = json.load(handle)
+    regions: set[str] = set()
+    for partition in data.get("partitions", []):
+        if partition.get("partition") not in partitions:
+            continue
+        endpoints = partition.get("services", {}).get("ec2", {}).get("endpoints", {})
+        regions.update(name for name in endpoints if name in partition.get("regions", {}))
+    return sorted(regions)
 
 
 def validate_region(region: Any, regions: Iterable[str] | None = None) -> str:

@@ -81,10 +81,14 @@ def start(
     check_mode: bool = False,
     is_healthy: Callable[[str], bool] = healthy,
     identity: Sequence[str] = (),
+    files: Mapping[str, str] | None = None,
+    check: Sequence[str] = (),
 ) -> dict:
     """Make sure the daemon runs with `command` and answers on health_url; start it when it does not.
 
-    Our daemon (by pid file and `identity`) running with other settings is restarted with these.
+    Our daemon (by pid file and `identity`) running with other settings is restarted with these. Only when it is
+    about to start: `files` (destination: source) are copied where it reads them at start, and `check` (a command
+    line) must succeed first; its error output is the failure message. A daemon that runs needs neither again.
     """
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     pid = managed_pid(state_dir, name, command, identity)
@@ -98,6 +102,13 @@ def start(
         _terminate(pid)
     if check_mode:
         return {"changed": True, "pid": None, "managed": True}
+    if check:
+        checked = subprocess.run(list(check), capture_output=True, text=True, env={**os.environ, **(env or {})},
+                                 check=False)
+        if checked.returncode != 0:
+            raise ClusterError((checked.stderr or checked.stdout).strip() or f"{name}: its check failed")
+    for dest, src in (files or {}).items():
+        _copy_if_changed(src, dest)
     pid_file, log_file = paths(state_dir, name)
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -120,6 +131,54 @@ def start(
         time.sleep(0.1)
     _terminate(proc.pid)
     raise ClusterError(f"Sandbox {name} did not answer on {health_url} within {wait_timeout:g}s; see {log_file}")
+
+
+def _copy_if_changed(src: str, dest: str) -> None:
+    with open(src, "rb") as handle:
+        data = handle.read()
+    try:
+        with open(dest, "rb") as handle:
+            if handle.read() == data:
+                return
+    except OSError:
+        pass
+    tmp = f"{dest}.tmp{os.getpid()}"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, dest)
+
+
+def service_argument_spec() -> dict:
+    """The sandbox_service module's options (the module and the controller-side action plugin)."""
+    return dict(
+        name=dict(type="str", required=True),
+        command=dict(type="list", elements="str", required=True),
+        state=dict(type="str", choices=["started", "stopped"], default="started"),
+        state_dir=dict(type="path", required=True),
+        health_url=dict(type="str", required=True),
+        env=dict(type="dict", default={}),
+        wait_timeout=dict(type="int", default=30),
+        identity=dict(type="list", elements="str", default=[]),
+        files=dict(type="dict", default={}),
+        check=dict(type="list", elements="str", default=[]),
+    )
+
+
+def run_service(params: Mapping, check_mode: bool = False) -> tuple[dict, list]:
+    """The sandbox_service module's result; raises ClusterError."""
+    if params["state"] == "started":
+        result = start(
+            params["name"], params["command"], params["state_dir"], params["health_url"], env=params["env"],
+            wait_timeout=params["wait_timeout"], check_mode=check_mode, identity=params["identity"],
+            files=params["files"], check=params["check"],
+        )
+    else:
+        result = stop(params["name"], params["command"], params["state_dir"], check_mode=check_mode,
+                      identity=params["identity"])
+    running_after = params["state"] == "started"
+    result["log_file"] = paths(params["state_dir"], params["name"])[1]
+    result["diff"] = {"before": {"running": running_after != result["changed"]}, "after": {"running": running_after}}
+    return result, []
 
 
 def stop(name: str, command: Sequence[str], state_dir: str, check_mode: bool = False,

@@ -12,6 +12,7 @@ description:
   - Starts a daemon (the EC2 API emulator or the discovery etcd of the local sandbox) detached from Ansible,
     records its pid in C(<state_dir>/<name>.pid) and its output in C(<state_dir>/<name>.log), and waits until it
     answers on O(health_url).
+  - Runs on the controller (an action plugin; the sandbox is the controller's own), with no module process.
   - Idempotent. A daemon that already answers on O(health_url) is left alone. Stopping kills only the process
     the pid file names, and only while that process still runs O(command), so a recycled pid is never killed.
 author:
@@ -62,6 +63,19 @@ options:
     type: list
     elements: str
     default: []
+  files:
+    description:
+      - Files the daemon reads when it starts, as destination path to source path; copied (mode 0600, only when
+        their content differs) right before a start, and left alone while the daemon runs.
+    type: dict
+    default: {}
+  check:
+    description:
+      - A command line that must succeed right before a start (with O(env)); its error output is the failure
+        message. Not run while the daemon runs, whose start passed it.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -98,35 +112,14 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import 
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            command=dict(type="list", elements="str", required=True),
-            state=dict(type="str", choices=["started", "stopped"], default="started"),
-            state_dir=dict(type="path", required=True),
-            health_url=dict(type="str", required=True),
-            env=dict(type="dict", default={}),
-            wait_timeout=dict(type="int", default=30),
-            identity=dict(type="list", elements="str", default=[]),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=_sandbox.service_argument_spec(), supports_check_mode=True)
     try:
-        if p["state"] == "started":
-            result = _sandbox.start(
-                p["name"], p["command"], p["state_dir"], p["health_url"], env=p["env"],
-                wait_timeout=p["wait_timeout"], check_mode=module.check_mode, identity=p["identity"],
-            )
-        else:
-            result = _sandbox.stop(p["name"], p["command"], p["state_dir"], check_mode=module.check_mode,
-                                   identity=p["identity"])
+        result, dummy = _sandbox.run_service(module.params, check_mode=module.check_mode)
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
-    running_after = p["state"] == "started"
-    running_before = running_after != result["changed"]
-    result["log_file"] = _sandbox.paths(p["state_dir"], p["name"])[1]
-    result["diff"] = {"before": {"running": running_before}, "after": {"running": running_after}}
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
     module.exit_json(**result)
 
 

@@ -23,6 +23,8 @@ class ControllerAction(ActionBase):
     argument_spec: Callable[[], Dict[str, Any]]
     work: Callable[[Dict[str, Any]], Tuple[Dict[str, Any], List[str]]]
     spec_options: Dict[str, Any] = {}
+    # Whether work() takes check_mode (for actions that change something).
+    passes_check_mode = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -30,11 +32,17 @@ class ControllerAction(ActionBase):
         validation, params = self.validate_argument_spec(argument_spec=type(self).argument_spec(), **self.spec_options)
         del validation
         try:
-            answer, warnings = type(self).work(params)
+            if self.passes_check_mode:
+                answer, warnings = type(self).work(params, check_mode=bool(self._play_context.check_mode))
+            else:
+                answer, warnings = type(self).work(params)
         except ClusterError as exc:
             result.update(failed=True, msg=exc.msg)
             return result
+        diff = answer.pop("diff", None)
         result.update(answer)
+        if diff is not None and self._task.diff:
+            result["diff"] = diff
         if warnings:
             result["warnings"] = list(result.get("warnings") or []) + list(warnings)
         return result

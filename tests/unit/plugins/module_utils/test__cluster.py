@@ -321,3 +321,13 @@ def test_open_cidr_warnings():
         "ssh_allowed_cidrs entry 0.0.0.0/0 opens SSH to the whole internet: every address in it can try to log in to"
         " the machines; prefer your own network's range"]
     assert len(open_cidr_warnings(["0.0.0.0/1", "::/0"])) == 2
+
+
+def test_known_regions_are_botocores():
+    import botocore.session
+
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import PARTITIONS, known_regions
+
+    session = botocore.session.get_session()
+    expected = sorted({r for p in PARTITIONS for r in session.get_available_regions("ec2", partition_name=p)})
+    assert known_regions() == expected and "us-east-1" in expected

@@ -1,0 +1,55 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""EC2 reads on the controller, for action plugins that need no module process (a module run costs ~0.6 s).
+
+The connection options are the ones module_defaults group/coreos_ec2.cluster.aws gives every AWS action of the
+collection (endpoint_url, access_key, secret_key, session_token, profile, region); throttling and passing network
+errors are retried by botocore's standard retry mode, with backoff.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+
+try:
+    import boto3
+    import botocore
+    from botocore.config import Config
+except ImportError:  # reported when an action runs
+    boto3 = None
+
+
+def connection_argument_spec() -> Dict[str, Any]:
+    return dict(
+        endpoint_url=dict(type="str"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+        session_token=dict(type="str", no_log=True),
+        profile=dict(type="str"),
+        region=dict(type="str", required=True),
+    )
+
+
+def ec2_client(args: Mapping[str, Any]):
+    if boto3 is None:
+        raise AnsibleActionFail("this action needs boto3 on the controller (pip install boto3)")
+    session = boto3.session.Session(profile_name=args.get("profile") or None)
+    return session.client(
+        "ec2", region_name=args["region"], endpoint_url=args.get("endpoint_url") or None,
+        aws_access_key_id=args.get("access_key") or None, aws_secret_access_key=args.get("secret_key") or None,
+        aws_session_token=args.get("session_token") or None,
+        config=Config(retries={"mode": "standard", "max_attempts": 10}),
+    )
+
+
+def describe_instances(client, filters: Mapping[str, Any], what: str) -> List[Dict[str, Any]]:
+    """All instances matching the filters (a dict), in ec2_instance_info's snake_case shape."""
+    boto_filters = [{"Name": k, "Values": v if isinstance(v, list) else [v]} for k, v in filters.items()]
+    try:
+        pages = client.get_paginator("describe_instances").paginate(Filters=boto_filters).build_full_result()
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise AnsibleActionFail(f"Failed to read {what}: {exc}") from None
+    return [camel_dict_to_snake_dict(i) for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
