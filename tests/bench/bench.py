@@ -1,21 +1,31 @@
 #!/usr/bin/env python
-"""How long a launch and the operations take and how many EC2 API calls they make, next to the least they need.
+"""How long a launch and the operations take and how many EC2 API calls they make, beside the plainest ways to do it.
 
-For each cluster size N (default 3 and 100) on a private sandbox (moto as EC2, a real etcd as discovery):
-  1. `ansible-playbook playbooks/launch.yml` with target=aws and aws_endpoint_url pointing at a counting proxy
-     in front of the emulator: the code path a real AWS account takes, not the sandbox shortcut;
-  2. the same playbook again with the same vars: the idempotent re-run, which must change nothing;
-  3. a minimal plain-boto3 launch of the same cluster in this process through a proxy of the same kind:
-     key pair, newest Flatcar AMI, security group with the same rules, one etcd v2 token, RunInstances with
-     Min=Max=N, one DescribeInstances loop until everything runs;
-  4. `ansible-playbook playbooks/ops.yml -e ops_action=status` on the Ansible cluster, and a plain-boto3 status (one
-     DescribeInstances by tag) on the boto3 cluster;
-  5. `ops.yml -e ops_action=cleanup -e confirm=yes` on the Ansible cluster, and a plain-boto3 cleanup of the boto3
-     cluster: DescribeInstances by tag, TerminateInstances, a DescribeInstances loop until all are terminated,
-     DeleteSecurityGroup (retried while AWS reports DependencyViolation), and a DELETE of the etcd token.
-It prints wall-clock seconds, EC2 calls (total and the commonest actions) and the ansible/boto3 ratios.
-Nothing here asserts on speed: the figures are for reading. The emulator answers in microseconds and has no
-throttling, so on AWS both sides get slower and the call count matters more than the seconds.
+For each cluster size N (default 3 and 100) on a private API-only sandbox (moto as EC2, a real etcd as discovery),
+every EC2 call counted by a proxy in front of the emulator (tests/support/ec2_proxy.py):
+  1. `ansible-playbook playbooks/launch.yml` with target=aws and aws_endpoint_url pointing at the proxy: the code
+     path a real AWS account takes, not the sandbox shortcut;
+  2. the same playbook again with the same vars: the re-run, which must change nothing;
+  3. `ops.yml` status and dns, and `ansible -m amazon.aws.ec2_instance_info` (an ad-hoc run: one module, no play);
+  4. `ops.yml` cleanup. Its figure without the wait for termination is the run's wall time less the time from the
+     TerminateInstances call reaching the proxy to the end of the task "Terminate the machines" (the polls until
+     every machine is terminated, which `wait: false` would skip; times from the proxy and from the callback
+     tests/bench/callback_plugins/bench_timing.py; the TerminateInstances answer and the module's exit, a few
+     milliseconds, count as waiting), and less any DependencyViolation retries of the group's delete;
+  5. the baselines, each on its own cluster of N with the same image and the same user data (read back from the
+     Ansible cluster, so of the same size):
+     - tests/bench/plain_launch.py: plain boto3 as a whole process (interpreter start, imports, client, calls),
+       timed from outside: launch (security group, one RunInstances, one DescribeInstances loop until running),
+       status (one DescribeInstances), cleanup (DescribeInstances, TerminateInstances, DeleteSecurityGroup);
+       the script's own timing of its client and calls is shown as its in-process part;
+     - tests/bench/plain_playbook.yml: the plainest amazon.aws playbook (ec2_security_group, ec2_instance with
+       exact_count on a tag filter, one ec2_instance_info) with module_defaults group/aws pointing at the proxy;
+  and once, tests/bench/floor_playbook.yml: ansible-playbook with one debug task, the floor of any playbook run.
+The baselines run after the Ansible cluster is removed, so that every launch meets an emulator with no live machine.
+It prints wall-clock seconds, EC2 calls (total and the commonest actions), where the time of launch, re-run and
+cleanup goes (outside any task, the slowest tasks), then the goals with today's figures and whether each is met. Nothing here asserts on speed; the exit code
+only says whether every run worked. The emulator answers in milliseconds and has no throttling: on AWS every call
+costs more, and the number of calls matters more than the seconds.
 
 Usage: .venv/bin/python tests/bench/bench.py [--sizes 3,100] [--json FILE]
 """
@@ -23,6 +33,7 @@ Usage: .venv/bin/python tests/bench/bench.py [--sizes 3,100] [--json FILE]
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import json
 import os
@@ -32,47 +43,59 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-import uuid
 from dataclasses import asdict, dataclass, field
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-import boto3  # noqa: E402
-
 from support.ec2_proxy import EC2Proxy  # noqa: E402
-from support.sandbox import REGION, TAG, Sandbox, cluster_instances, free_port, run_playbook  # noqa: E402
+from support.sandbox import REGION, TAG, VENV_BIN, Sandbox, cluster_instances, free_port, run_playbook  # noqa: E402
 
 KEY_NAME = "coreos-sandbox"
 INSTANCE_TYPE = "c4.large"
 SSH_CIDR = "203.0.113.0/24"
 CLOUD_CONFIG = os.path.join(REPO, "config", "cloud-config.example")
 FLATCAR_OWNER = "075585003325"
+PLAIN_LAUNCH = os.path.join(BENCH, "plain_launch.py")
+PLAIN_PLAYBOOK = os.path.join(BENCH, "plain_playbook.yml")
+FLOOR_PLAYBOOK = os.path.join(BENCH, "floor_playbook.yml")
 # A run longer than this is worth telling about; the hard limit only keeps a hung run from hanging the bench.
 SLOW_RUN_SECONDS = 600
 RUN_TIMEOUT_SECONDS = 3600
-WAIT_TIMEOUT_SECONDS = 600
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "sandbox-access-key", "AWS_SECRET_ACCESS_KEY": "sandbox-secret-key"}
+TIMING_ENV = {"ANSIBLE_CALLBACK_PLUGINS": os.path.join(BENCH, "callback_plugins"),
+              "ANSIBLE_CALLBACKS_ENABLED": "bench_timing"}
 TOP_ACTIONS = 6
-RUN_ORDER = ("ansible launch", "ansible re-run", "boto3 launch", "ansible status", "boto3 status",
-             "ansible cleanup", "boto3 cleanup")
-RATIOS = (("ansible launch", "boto3 launch"), ("ansible re-run", "boto3 launch"),
-          ("ansible status", "boto3 status"), ("ansible cleanup", "boto3 cleanup"))
+SLOWEST_TASKS = 4
+TERMINATE_TASK = "Terminate the machines"
+
+FLOOR = "ansible-playbook, one debug task"
+LAUNCH, RERUN, STATUS, DNS = "launch.yml", "launch.yml re-run", "ops.yml status", "ops.yml dns"
+CLEANUP, CLEANUP_NO_WAIT = "ops.yml cleanup", "  cleanup w/o termination wait"
+ADHOC = "ansible -m ec2_instance_info"
+PLAIN_PB = "amazon.aws playbook launch"
+B_LAUNCH, B_STATUS, B_CLEANUP = "boto3 process launch", "boto3 process status", "boto3 process cleanup"
+INSIDE = ", in-process part"
+RUN_ORDER = (LAUNCH, RERUN, STATUS, DNS, CLEANUP, CLEANUP_NO_WAIT, ADHOC, PLAIN_PB,
+             B_LAUNCH, B_LAUNCH + INSIDE, B_STATUS, B_STATUS + INSIDE, B_CLEANUP, B_CLEANUP + INSIDE)
+# (what, against): wall time and calls of the first over the second.
+RATIOS = ((LAUNCH, PLAIN_PB), (LAUNCH, B_LAUNCH), (STATUS, ADHOC), (STATUS, B_STATUS), (CLEANUP_NO_WAIT, B_CLEANUP))
 
 
 @dataclass
 class Measure:
     n: int
     run: str
-    cluster: str
+    cluster: str = ""
     ok: bool = False
     seconds: float = 0.0
     calls: dict[str, int] = field(default_factory=dict)
     changed: int | None = None
     machines_running: int | None = None
     error: str = ""
+    note: str = ""
+    tasks: list[dict] = field(default_factory=list)
 
     @property
     def total_calls(self) -> int:
@@ -83,16 +106,40 @@ class Measure:
         return ", ".join(f"{action} {count}" for action, count in common)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The Ansible side
+class TimedSequence(list):
+    """The proxy's record of calls, with the time (epoch seconds) each reached it.
+
+    EC2Proxy appends every call to `state.sequence` under its lock and clears it in reset_counts(); putting this
+    list in its place adds the arrival times without changing the proxy.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.times.append(time.time())
+
+    def clear(self) -> None:
+        super().clear()
+        self.times.clear()
 
 
-def launch_vars(sb: Sandbox, proxy: EC2Proxy, name: str, n: int) -> dict:
-    # The same variables as tests/integration/test_launch_errors.py `_aws_through_proxy`; cloud_config is given
-    # absolute because the role resolves a relative one against $PWD, which `make -C` would not set.
-    return sb.vars(cluster_name=name, cluster_size=n, instance_type=INSTANCE_TYPE, key_name=KEY_NAME,
-                   cloud_config=CLOUD_CONFIG, ssh_allowed_cidrs=[SSH_CIDR], target="aws",
-                   aws_endpoint_url=proxy.url, discovery_protocol="etcd_v2", discovery_service=sb.etcd_url)
+def timed_proxy(url: str) -> EC2Proxy:
+    proxy = EC2Proxy(url)
+    proxy.state.sequence = TimedSequence()
+    return proxy
+
+
+def call_times(proxy: EC2Proxy) -> list[tuple[str, float]]:
+    with proxy.state.lock:
+        return list(zip(proxy.state.sequence, proxy.state.sequence.times))
+
+
+def running_machines(sb: Sandbox, name: str) -> int:
+    # Straight to the emulator, not through the counting proxy: the check must not add to anyone's calls.
+    return len(cluster_instances(sb.client(), name, states=("running",)))
 
 
 def failure_excerpt(out: str) -> str:
@@ -111,29 +158,54 @@ def failure_excerpt(out: str) -> str:
     return " | ".join(tail)[:400]
 
 
-def running_machines(sb: Sandbox, name: str) -> int:
-    # Straight to the emulator, not through a counting proxy: the check must not add to anyone's calls.
-    return len(cluster_instances(sb.client(), name, states=("running",)))
+# ---------------------------------------------------------------------------------------------------------------
+# Ansible runs: the collection's playbooks, the plainest amazon.aws playbook, the one-task floor, an ad-hoc module
+
+
+def launch_vars(sb: Sandbox, proxy: EC2Proxy, name: str, n: int) -> dict:
+    # The same variables as tests/integration/test_launch_errors.py `_aws_through_proxy`; cloud_config is given
+    # absolute because the role resolves a relative one against $PWD, which `make -C` would not set.
+    return sb.vars(cluster_name=name, cluster_size=n, instance_type=INSTANCE_TYPE, key_name=KEY_NAME,
+                   cloud_config=CLOUD_CONFIG, ssh_allowed_cidrs=[SSH_CIDR], target="aws",
+                   aws_endpoint_url=proxy.url, discovery_protocol="etcd_v2", discovery_service=sb.etcd_url)
 
 
 def ops_vars(sb: Sandbox, proxy: EC2Proxy, name: str, action: str) -> dict:
     return sb.vars(cluster_name=name, ops_action=action, confirm="yes", target="aws", aws_endpoint_url=proxy.url)
 
 
-def ansible_run(sb: Sandbox, proxy: EC2Proxy, playbook: str, extra_vars: dict, n: int, label: str) -> Measure:
-    name = extra_vars["cluster_name"]
-    m = Measure(n=n, run=label, cluster=name)
-    proxy.reset_counts()
+def plain_playbook_vars(proxy: EC2Proxy, name: str, n: int, image_id: str, user_data_file: str) -> dict:
+    return {"plain_name": name, "plain_count": n, "plain_image_id": image_id, "plain_user_data_file": user_data_file,
+            "plain_endpoint_url": proxy.url, "plain_region": REGION, "plain_instance_type": INSTANCE_TYPE,
+            "plain_key_name": KEY_NAME, "plain_ssh_cidr": SSH_CIDR}
+
+
+def ansible_run(sb: Sandbox | None, proxy: EC2Proxy | None, playbook: str, extra_vars: dict, n: int, label: str,
+                cluster: str = "") -> Measure:
+    """Time one ansible-playbook run (a path under playbooks/ or an absolute one) with its tasks' own timing."""
+    m = Measure(n=n, run=label, cluster=cluster)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        timing_file = f.name
+    if proxy:
+        proxy.reset_counts()
     start = time.monotonic()
     try:
-        run = run_playbook(playbook, extra_vars, env=CREDENTIALS, timeout=RUN_TIMEOUT_SECONDS)
+        run = run_playbook(playbook, extra_vars, env={**CREDENTIALS, **TIMING_ENV, "BENCH_TIMING_FILE": timing_file},
+                           timeout=RUN_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         m.seconds = time.monotonic() - start
-        m.calls = proxy.counts()
+        m.calls = proxy.counts() if proxy else {}
         m.error = f"ansible-playbook did not finish within {RUN_TIMEOUT_SECONDS} s"
         return m
-    m.seconds = time.monotonic() - start
-    m.calls = proxy.counts()
+    finally:
+        m.seconds = time.monotonic() - start
+        try:
+            with open(timing_file, encoding="utf-8") as f:
+                m.tasks = json.load(f)
+        except (OSError, ValueError):
+            m.tasks = []
+        os.unlink(timing_file)
+    m.calls = proxy.counts() if proxy else {}
     m.ok = run.rc == 0
     try:
         m.changed = run.recap.get("changed")
@@ -141,240 +213,319 @@ def ansible_run(sb: Sandbox, proxy: EC2Proxy, playbook: str, extra_vars: dict, n
         m.changed = None
     if not m.ok:
         m.error = f"rc={run.rc}: {failure_excerpt(run.out)}"
+    if sb and cluster:
+        m.machines_running = running_machines(sb, cluster)
+    return m
+
+
+def adhoc_info(sb: Sandbox, proxy: EC2Proxy, name: str, n: int) -> Measure:
+    """`ansible localhost -m amazon.aws.ec2_instance_info`: one module run without a play, the cluster by its tag."""
+    m = Measure(n=n, run=ADHOC, cluster=name)
+    args = {"endpoint_url": proxy.url, "region": REGION,
+            "filters": {f"tag:{TAG}": name, "instance-state-name": ["pending", "running", "stopping", "stopped"]}}
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), **CREDENTIALS)
+    proxy.reset_counts()
+    start = time.monotonic()
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "amazon.aws.ec2_instance_info",
+                           "-a", json.dumps(args)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
+    m.seconds = time.monotonic() - start
+    m.calls = proxy.counts()
+    m.ok = proc.returncode == 0
+    if m.ok:
+        found = len(re.findall(r'"instance_id":', proc.stdout))
+        if found != n:
+            m.error = f"listed {found} machines, expected {n}"
+    else:
+        m.error = f"rc={proc.returncode}: {failure_excerpt(proc.stdout)}"
+    m.changed = 0 if '"changed": false' in proc.stdout else None
     m.machines_running = running_machines(sb, name)
     return m
 
 
+def cleanup_without_wait(m: Measure, calls: list[tuple[str, float]]) -> Measure:
+    """The cleanup run less its wait for termination (see the module docstring, point 4)."""
+    derived = Measure(n=m.n, run=CLEANUP_NO_WAIT, cluster=m.cluster, ok=m.ok, changed=m.changed,
+                      machines_running=m.machines_running)
+    terminate = [t for action, t in calls if action == "TerminateInstances"]
+    task = next((t for t in m.tasks if t["name"].endswith(TERMINATE_TASK)), None)
+    if not terminate or task is None:
+        derived.ok = False
+        derived.error = "cannot separate the wait: no TerminateInstances call or no task '" + TERMINATE_TASK + "' seen"
+        return derived
+    polls = [(a, t) for a, t in calls if terminate[0] < t <= task["end"]]
+    waited = task["end"] - terminate[0]
+    deletes = [t for action, t in calls if action == "DeleteSecurityGroup"]
+    if len(deletes) > 1:  # DependencyViolation: EC2 still counted the terminated machines as users of the group
+        waited += deletes[-1] - deletes[0]
+        polls += [("DeleteSecurityGroup", t) for t in deletes[1:]]
+    derived.seconds = m.seconds - waited
+    saved = collections.Counter(action for action, _t in polls)
+    derived.calls = {a: c - saved.get(a, 0) for a, c in m.calls.items() if c - saved.get(a, 0) > 0}
+    derived.note = (f"{waited:.2f} s and {plural_calls(sum(saved.values()))} ({', '.join(f'{a} {c}' for a, c in saved.items())}) "
+                    "of waiting for termination taken out")
+    return derived
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# The plain-boto3 side: the fewest calls a launch of the same cluster needs
+# The plain boto3 process
 
 
-def cloud_config(discovery_url: str, name: str) -> str:
-    return f"""#cloud-config
-coreos:
-  etcd2:
-    discovery: {discovery_url}
-    advertise-client-urls: http://$private_ipv4:2379
-    initial-advertise-peer-urls: http://$private_ipv4:2380
-    listen-client-urls: http://0.0.0.0:2379
-    listen-peer-urls: http://$private_ipv4:2380
-  fleet:
-    metadata: cluster={name},region={REGION},instance_type={INSTANCE_TYPE}
-  units:
-    - name: etcd2.service
-      command: start
-    - name: fleet.service
-      command: start
-    - name: media-ebs.mount
-      command: start
-      content: |
-        [Mount]
-        What=/dev/xvdb
-        Where=/media/ebs
-        Type=ext4
-"""
-
-
-def mint_v2_token(etcd_url: str, n: int) -> str:
-    token_dir = f"{etcd_url}/v2/keys/_etcd/registry/{uuid.uuid4().hex}"
-    form = urllib.parse.urlencode({"value": str(n)}).encode()
-    req = urllib.request.Request(f"{token_dir}/_config/size", data=form, method="PUT",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        resp.read()
-    return token_dir
-
-
-def boto3_client(url: str):
-    return boto3.client("ec2", endpoint_url=url, region_name=REGION,
-                        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-
-
-def boto3_measure(sb: Sandbox, label: str, name: str, n: int, work) -> Measure:
-    """Time `work(ec2)` with a client behind its own counting proxy; a failure is reported, not raised."""
+def plain_process(sb: Sandbox, url: str, proxy: EC2Proxy | None, label: str, action: str, name: str, n: int,
+                  image_id: str = "", user_data_file: str = "") -> list[Measure]:
+    """Run tests/bench/plain_launch.py as its own process, timed from outside; its in-process part beside it."""
     m = Measure(n=n, run=label, cluster=name)
-    with EC2Proxy(sb.ec2_url) as proxy:
-        start = time.monotonic()
-        try:
-            work(boto3_client(proxy.url))
-            m.ok = True
-        except Exception as exc:  # a benchmark reports a failed run rather than dying half way
-            m.error = f"{type(exc).__name__}: {exc}"[:400]
-        m.seconds = time.monotonic() - start
-        m.calls = proxy.counts()
+    argv = [sys.executable, PLAIN_LAUNCH, action, "--endpoint-url", url, "--region", REGION, "--name", name,
+            "--count", str(n), "--instance-type", INSTANCE_TYPE, "--key-name", KEY_NAME, "--ssh-cidr", SSH_CIDR]
+    if image_id:
+        argv += ["--image-id", image_id, "--user-data-file", user_data_file]
+    if proxy:
+        proxy.reset_counts()
+    start = time.monotonic()
+    proc = subprocess.run(argv, env=dict(os.environ, **CREDENTIALS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
+    m.seconds = time.monotonic() - start
+    m.calls = proxy.counts() if proxy else {}
+    m.ok = proc.returncode == 0
     m.machines_running = running_machines(sb, name)
-    return m
+    if not m.ok:
+        m.error = f"rc={proc.returncode}: {' | '.join(proc.stderr.strip().splitlines()[-2:])}"[:400]
+        return [m]
+    inner = json.loads(proc.stdout.strip().splitlines()[-1])
+    inside = Measure(n=n, run=label + INSIDE, cluster=name, ok=True, seconds=inner["client_seconds"] + inner["calls_seconds"],
+                     calls=m.calls, machines_running=m.machines_running)
+    m.note = (f"interpreter start {m.seconds - inner['inside_seconds']:.2f} s, imports {inner['import_seconds']:.2f} s, "
+              f"client {inner['client_seconds']:.2f} s, calls {inner['calls_seconds']:.2f} s")
+    return [m, inside]
 
 
-def wait_for(ec2, ids: list[str], state: str) -> None:
-    """One DescribeInstances per second until every machine in `ids` is in `state`."""
-    deadline = time.monotonic() + WAIT_TIMEOUT_SECONDS
-    while True:
-        pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
-        states = [i["State"]["Name"] for p in pages for r in p["Reservations"] for i in r["Instances"]]
-        if len(states) == len(ids) and set(states) == {state}:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not all {len(ids)} machines {state} after {WAIT_TIMEOUT_SECONDS} s")
-        time.sleep(1)
-
-
-def tagged_instances(ec2, name: str) -> list[dict]:
-    pages = ec2.get_paginator("describe_instances").paginate(Filters=[
-        {"Name": f"tag:{TAG}", "Values": [name]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
-    return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
-
-
-def boto3_launch(sb: Sandbox, name: str, n: int) -> tuple[Measure, str]:
-    tags = [{"Key": "Name", "Value": name}, {"Key": TAG, "Value": name}, {"Key": "managed-by", "Value": "coreos_ec2.cluster"}]
-    token: list[str] = []
-
-    def launch(ec2) -> None:
-        if len(ec2.describe_key_pairs(KeyNames=[KEY_NAME])["KeyPairs"]) != 1:
-            raise RuntimeError(f"key pair {KEY_NAME} not found")
-        images = ec2.describe_images(Owners=[FLATCAR_OWNER], Filters=[
-            {"Name": "name", "Values": ["Flatcar-stable-*"]},
-            {"Name": "architecture", "Values": ["x86_64"]},
-            {"Name": "virtualization-type", "Values": ["hvm"]},
-            {"Name": "state", "Values": ["available"]},
-        ])["Images"]
-        image = max(images, key=lambda i: i["CreationDate"])
-        group = ec2.create_security_group(
-            GroupName=f"coreos-ec2-{name}", Description=f"CoreOS cluster {name} (boto3 benchmark)",
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}])["GroupId"]
-        own = [{"GroupId": group}]
-        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": SSH_CIDR, "Description": "SSH"}]},
-            {"IpProtocol": "tcp", "FromPort": 2379, "ToPort": 2380, "UserIdGroupPairs": own},
-            {"IpProtocol": "tcp", "FromPort": 4001, "ToPort": 4001, "UserIdGroupPairs": own},
-            {"IpProtocol": "tcp", "FromPort": 7001, "ToPort": 7001, "UserIdGroupPairs": own},
-            {"IpProtocol": "udp", "FromPort": 8285, "ToPort": 8285, "UserIdGroupPairs": own},
-            {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472, "UserIdGroupPairs": own},
-        ])
-        token.append(mint_v2_token(sb.etcd_url, n))
-        reservation = ec2.run_instances(
-            ImageId=image["ImageId"], InstanceType=INSTANCE_TYPE, KeyName=KEY_NAME, MinCount=n, MaxCount=n,
-            SecurityGroupIds=[group], UserData=cloud_config(token[0], name),
-            BlockDeviceMappings=[{"DeviceName": "/dev/sdb", "Ebs": {
-                "VolumeSize": 100, "VolumeType": "gp2", "Encrypted": True, "DeleteOnTermination": True}}],
-            MetadataOptions={"HttpEndpoint": "enabled", "HttpTokens": "required"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
-        )
-        wait_for(ec2, [i["InstanceId"] for i in reservation["Instances"]], "running")
-
-    m = boto3_measure(sb, "boto3 launch", name, n, launch)
-    return m, (token[0] if token else "")
-
-
-def boto3_status(sb: Sandbox, name: str, n: int) -> Measure:
-    def status(ec2) -> None:
-        states = collections.Counter(i["State"]["Name"] for i in tagged_instances(ec2, name))
-        if sum(states.values()) != n:
-            raise RuntimeError(f"expected {n} machines, found {dict(states)}")
-
-    return boto3_measure(sb, "boto3 status", name, n, status)
-
-
-def boto3_cleanup(sb: Sandbox, name: str, n: int, token_dir: str) -> Measure:
-    def cleanup(ec2) -> None:
-        ids = [i["InstanceId"] for i in tagged_instances(ec2, name)]
-        if ids:
-            ec2.terminate_instances(InstanceIds=ids)
-            wait_for(ec2, ids, "terminated")
-        groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])
-        for group in groups["SecurityGroups"]:
-            for attempt in range(30):
-                try:
-                    ec2.delete_security_group(GroupId=group["GroupId"])
-                    break
-                except ec2.exceptions.ClientError as exc:
-                    if exc.response["Error"]["Code"] != "DependencyViolation":
-                        raise
-                    time.sleep(min(5, 1 + attempt))  # back off a little, then every 5 s
-        req = urllib.request.Request(f"{token_dir}?dir=true&recursive=true", method="DELETE")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            resp.read()
-
-    return boto3_measure(sb, "boto3 cleanup", name, n, cleanup)
+def remove_plain_cluster(sb: Sandbox, name: str) -> None:
+    """Remove a baseline cluster untimed and uncounted (straight to the emulator)."""
+    subprocess.run([sys.executable, PLAIN_LAUNCH, "cleanup", "--endpoint-url", sb.ec2_url, "--region", REGION,
+                    "--name", name], env=dict(os.environ, **CREDENTIALS), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=RUN_TIMEOUT_SECONDS, check=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Running and reporting
+# What the baselines launch: the Ansible cluster's own image and user data
+
+
+def fallback_user_data(name: str) -> str:
+    """A cloud-config of about the size launch.yml renders, for when the Ansible launch failed."""
+    with open(CLOUD_CONFIG, encoding="utf-8") as f:
+        text = f.read()
+    return text.replace("$name", name)
+
+
+def newest_flatcar(sb: Sandbox) -> str:
+    images = sb.client().describe_images(Owners=[FLATCAR_OWNER], Filters=[
+        {"Name": "name", "Values": ["Flatcar-stable-*"]}, {"Name": "architecture", "Values": ["x86_64"]}])["Images"]
+    return max(images, key=lambda i: i["CreationDate"])["ImageId"]
+
+
+def baseline_inputs(sb: Sandbox, name: str) -> tuple[str, str, str]:
+    """(image id, user data, where they come from), read from the emulator without the proxy."""
+    machines = cluster_instances(sb.client(), name, states=("running",))
+    if machines:
+        attr = sb.client().describe_instance_attribute(InstanceId=machines[0]["InstanceId"], Attribute="userData")
+        return (machines[0]["ImageId"], base64.b64decode(attr["UserData"]["Value"]).decode(),
+                f"image and user data of {name}")
+    return newest_flatcar(sb), fallback_user_data(name), "newest Flatcar image, config/cloud-config.example"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running
 
 
 def bench_size(sb: Sandbox, index: int, n: int) -> list[Measure]:
     name = f"bench{index}-n{n}"
-    results = []
+    results: list[Measure] = []
 
-    def note(m: Measure) -> Measure:
-        print(f"[bench] N={n}: {m.run} {m.seconds:.1f} s, {m.total_calls} calls", file=sys.stderr, flush=True)
-        results.append(m)
-        return m
+    def note(*measures: Measure) -> None:
+        for m in measures:
+            print(f"[bench] N={n}: {m.run.strip()} {m.seconds:.2f} s, {m.total_calls} calls"
+                  + (f" ({m.error})" if m.error else ""), file=sys.stderr, flush=True)
+            results.append(m)
 
-    with EC2Proxy(sb.ec2_url) as proxy:
-        print(f"[bench] N={n}: ansible launch of {name} ...", file=sys.stderr, flush=True)
-        first = note(ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, "ansible launch"))
+    with timed_proxy(sb.ec2_url) as proxy:
+        print(f"[bench] N={n}: launch.yml of {name} ...", file=sys.stderr, flush=True)
+        first = ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, LAUNCH, name)
+        if first.ok and first.machines_running != n:
+            first.error = f"{first.machines_running} of {n} machines running after the launch"
+        note(first)
+        image_id, user_data, source = baseline_inputs(sb, name)
         if first.ok:
-            again = ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, "ansible re-run")
+            again = ansible_run(sb, proxy, "launch.yml", launch_vars(sb, proxy, name, n), n, RERUN, name)
             if again.ok and again.changed:
                 again.error = f"not idempotent: the re-run reported changed={again.changed}"
             note(again)
-        launched, token_dir = boto3_launch(sb, f"{name}-boto3", n)
-        note(launched)
-        if first.ok:
-            status = ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, "status"), n, "ansible status")
-            if status.ok and status.changed:
-                status.error = f"status changed something: changed={status.changed}"
-            note(status)
-        if launched.ok:
-            note(boto3_status(sb, f"{name}-boto3", n))
-        if first.ok:
-            cleanup = note(ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, "cleanup"), n, "ansible cleanup"))
+            for action, label in (("status", STATUS), ("dns", DNS)):
+                m = ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, action), n, label, name)
+                if m.ok and m.changed:
+                    m.error = f"{action} changed something: changed={m.changed}"
+                note(m)
+            note(adhoc_info(sb, proxy, name, n))
+            cleanup = ansible_run(sb, proxy, "ops.yml", ops_vars(sb, proxy, name, "cleanup"), n, CLEANUP, name)
             if cleanup.ok and cleanup.machines_running:
                 cleanup.error = f"{cleanup.machines_running} machines still running after cleanup"
-        if launched.ok:
-            note(boto3_cleanup(sb, f"{name}-boto3", n, token_dir))
+            note(cleanup, cleanup_without_wait(cleanup, call_times(proxy)))
+
+        # The baselines, each on its own cluster, after the Ansible cluster is gone: every launch meets the same
+        # emulator (no live machines; the terminated ones it still lists).
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+            f.write(user_data)
+        try:
+            playbook_name = f"{name}-playbook"
+            m = ansible_run(sb, proxy, PLAIN_PLAYBOOK, plain_playbook_vars(proxy, playbook_name, n, image_id, f.name),
+                            n, PLAIN_PB, playbook_name)
+            if m.ok and m.machines_running != n:
+                m.error = f"{m.machines_running} of {n} machines running after the launch"
+            m.note = f"launches {source}, {len(user_data.encode())} bytes of user data"
+            note(m)
+            remove_plain_cluster(sb, playbook_name)
+            boto3_name = f"{name}-boto3"
+            launched = plain_process(sb, proxy.url, proxy, B_LAUNCH, "launch", boto3_name, n, image_id, f.name)
+        finally:
+            os.unlink(f.name)
+        if launched[0].ok and launched[0].machines_running != n:
+            launched[0].error = f"{launched[0].machines_running} of {n} machines running after the launch"
+        note(*launched)
+        if launched[0].ok:
+            note(*plain_process(sb, proxy.url, proxy, B_STATUS, "status", boto3_name, n))
+        cleaned = plain_process(sb, proxy.url, proxy, B_CLEANUP, "cleanup", boto3_name, n)
+        if cleaned[0].ok and cleaned[0].machines_running:
+            cleaned[0].error = f"{cleaned[0].machines_running} machines still running after cleanup"
+        note(*cleaned)
     return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def plural_calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
 
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "-"
 
 
+def result_of(m: Measure) -> str:
+    return "ok" if m.ok and not m.error else ("FAILED" if not m.ok else "WARN")
+
+
 def table(results: list[Measure]) -> str:
-    head = f"{'N':>4}  {'run':<26} {'result':<7} {'wall s':>8} {'EC2 calls':>9} {'changed':>7} {'running':>7}  top actions"
+    head = f"{'N':>4}  {'run':<40} {'result':<6} {'wall s':>7} {'EC2 calls':>9} {'changed':>7} {'running':>7}  top actions"
     lines = [head, "-" * len(head)]
-    notes = []
-    by_n: dict[tuple[int, str], Measure] = {}
-    order: list[int] = []
-    for m in results:
-        if m.n not in order:
-            order.append(m.n)
-        by_n[(m.n, m.run)] = m
+    notes: list[str] = []
+    ratios: list[str] = []
+    by_key = {(m.n, m.run): m for m in results}
+    order = sorted({m.n for m in results})
     for n in order:
-        for label in RUN_ORDER:
-            m = by_n.get((n, label))
+        labels = [FLOOR] if n == 0 else RUN_ORDER
+        for label in labels:
+            m = by_key.get((n, label))
             if m is None:
                 continue
-            result = "ok" if m.ok and not m.error else ("FAILED" if not m.ok else "WARN")
             changed = "-" if m.changed is None else str(m.changed)
             running = "-" if m.machines_running is None else str(m.machines_running)
-            lines.append(f"{n:>4}  {m.run:<26} {result:<7} {m.seconds:>8.2f} {m.total_calls:>9} {changed:>7} {running:>7}  {m.top()}")
+            size = "any" if n == 0 else str(n)
+            lines.append(f"{size:>4}  {m.run:<40} {result_of(m):<6} {m.seconds:>7.2f} {m.total_calls:>9} {changed:>7} "
+                         f"{running:>7}  {m.top()}")
             if m.error:
-                notes.append(f"N={n} {m.run}: {m.error}")
+                notes.append(f"N={n} {m.run.strip()}: {m.error}")
+            if m.note:
+                notes.append(f"N={n} {m.run.strip()}: {m.note}")
             if m.seconds > SLOW_RUN_SECONDS:
-                notes.append(f"N={n} {m.run}: took {m.seconds:.0f} s, over {SLOW_RUN_SECONDS // 60} minutes")
-        for label, base_label in RATIOS:
-            m, base = by_n.get((n, label)), by_n.get((n, base_label))
+                notes.append(f"N={n} {m.run.strip()}: took {m.seconds:.0f} s, over {SLOW_RUN_SECONDS // 60} minutes")
+        for label, base_label in RATIOS if n else ():
+            m, base = by_key.get((n, label)), by_key.get((n, base_label))
             if m and base and m.ok and base.ok:
-                lines.append(f"{n:>4}  {'ratio ' + label.split()[1] + '/boto3':<26} {'':<7} "
-                             f"{ratio(m.seconds, base.seconds):>8} {ratio(m.total_calls, base.total_calls):>9}")
+                ratios.append(f"  N={n}  {label.strip()} / {base_label}: {ratio(m.seconds, base.seconds)} the wall time, "
+                              f"{ratio(m.total_calls, base.total_calls)} the EC2 calls")
         lines.append("")
+    if ratios:
+        lines.append("Ratios:")
+        lines.extend(ratios)
     if notes:
         lines.append("Notes:")
-        lines.extend(f"  - {note}" for note in notes)
+        lines.extend(f"  - {text}" for text in notes)
+    return "\n".join(lines)
+
+
+def slowest_tasks(results: list[Measure]) -> str:
+    """Where an Ansible run's time goes: outside any task (start and end), the slowest tasks, the rest."""
+    lines = []
+    for m in results:
+        if m.run not in (LAUNCH, RERUN, CLEANUP) or not m.tasks:
+            continue
+        durations: collections.Counter = collections.Counter()
+        for t in m.tasks:
+            durations[t["name"]] += t["end"] - t["start"]
+        in_tasks = m.tasks[-1]["end"] - m.tasks[0]["start"]
+        top = durations.most_common(SLOWEST_TASKS)
+        rest = sum(durations.values()) - sum(seconds for _name, seconds in top)
+        lines.append(f"N={m.n} {m.run}: {m.seconds:.1f} s, {len(m.tasks)} tasks")
+        lines.append(f"  {m.seconds - in_tasks:6.1f} s  ansible-playbook's start and end, outside any task")
+        lines.extend(f"  {s:6.1f} s  {name}" for name, s in top)
+        lines.append(f"  {rest:6.1f} s  the other {len(durations) - len(top)} tasks")
+        lines.append(f"  {in_tasks - sum(durations.values()):6.1f} s  between tasks")
+    return "\n".join(lines)
+
+
+def goals(results: list[Measure]) -> list[tuple[str, str, str]]:
+    by_key = {(m.n, m.run): m for m in results}
+    rows: list[tuple[str, str, str]] = []
+
+    def verdict(ms: list[Measure | None], met: bool) -> str:
+        if any(m is None for m in ms):
+            return "not measured"
+        if any(not m.ok or m.error for m in ms):
+            return "NO (a run failed)"
+        return "yes" if met else "NO"
+
+    three, hundred, plain3 = by_key.get((3, LAUNCH)), by_key.get((100, LAUNCH)), by_key.get((3, PLAIN_PB))
+    rows.append(("launch N=3 wall <= 4 s", f"{three.seconds:.1f} s" if three else "-",
+                 verdict([three], bool(three) and three.seconds <= 4)))
+    rows.append(("launch N=3 faster than the plainest amazon.aws playbook",
+                 f"{three.seconds:.1f} s vs {plain3.seconds:.1f} s" if three and plain3 else "-",
+                 verdict([three, plain3], bool(three and plain3) and three.seconds < plain3.seconds)))
+    rows.append(("launch N=100 wall / N=3 wall <= 1.5",
+                 f"{hundred.seconds / three.seconds:.2f} ({hundred.seconds:.1f} s / {three.seconds:.1f} s)"
+                 if three and hundred else "-",
+                 verdict([three, hundred], bool(three and hundred) and hundred.seconds <= 1.5 * three.seconds)))
+    sizes = sorted({m.n for m in results if m.n})
+    for n in sizes:
+        m = by_key.get((n, LAUNCH))
+        rows.append((f"EC2 calls of a launch N={n} <= 3 per machine + 20 = {3 * n + 20}",
+                     str(m.total_calls) if m else "-", verdict([m], bool(m) and m.total_calls <= 3 * n + 20)))
+    for n in sizes:
+        m = by_key.get((n, RERUN))
+        rows.append((f"re-run with no change N={n} <= 3 s and <= 5 EC2 calls",
+                     f"{m.seconds:.1f} s, {plural_calls(m.total_calls)}" if m else "-",
+                     verdict([m], bool(m) and m.seconds <= 3 and m.total_calls <= 5 and not m.changed)))
+    for n in sizes:
+        for label, action in ((STATUS, "status"), (DNS, "dns")):
+            m = by_key.get((n, label))
+            rows.append((f"ops {action} N={n} <= 1.5 s and 1 EC2 call",
+                         f"{m.seconds:.1f} s, {plural_calls(m.total_calls)}" if m else "-",
+                         verdict([m], bool(m) and m.seconds <= 1.5 and m.total_calls <= 1)))
+    for n in sizes:
+        m = by_key.get((n, CLEANUP_NO_WAIT))
+        rows.append((f"cleanup without the wait for termination N={n} <= 3 s",
+                     f"{m.seconds:.1f} s" if m and m.ok else "-", verdict([m], bool(m) and m.seconds <= 3)))
+    return rows
+
+
+def goals_table(rows: list[tuple[str, str, str]]) -> str:
+    width = max(len(row[0]) for row in rows)
+    today = max(len(row[1]) for row in rows)
+    lines = [f"{'goal':<{width}}  {'today':<{today}}  met", "-" * (width + today + 8)]
+    lines.extend(f"{goal:<{width}}  {t:<{today}}  {met}" for goal, t, met in rows)
+    met = sum(1 for row in rows if row[2] == "yes")
+    lines.append(f"{met} of {len(rows)} goals met")
     return "\n".join(lines)
 
 
@@ -391,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sizes needs at least one size, each 1 or more")
 
     bench_start = time.monotonic()
+    load_start = os.getloadavg()
     state_dir = tempfile.mkdtemp(prefix="coreos-ec2-bench-")
     sb = Sandbox(state_dir, free_port(), free_port(), free_port())
     results: list[Measure] = []
@@ -405,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
             print(started.out[-4000:], file=sys.stderr)
             print("[bench] the sandbox did not start", file=sys.stderr)
             return 1
+        floor = ansible_run(None, None, FLOOR_PLAYBOOK, {}, 0, FLOOR)
+        print(f"[bench] {FLOOR} {floor.seconds:.2f} s", file=sys.stderr, flush=True)
+        results.append(floor)
         for index, n in enumerate(sizes, 1):
             results.extend(bench_size(sb, index, n))
     finally:
@@ -416,15 +571,23 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(state_dir, ignore_errors=True)
     total = time.monotonic() - bench_start
 
-    print(f"coreos_ec2.cluster launch and operations benchmark: sandbox (moto + etcd v2) through a counting EC2 proxy, "
-          f"instance type {INSTANCE_TYPE}")
+    print(f"coreos_ec2.cluster launch and operations benchmark: API-only sandbox (moto + etcd v2), every EC2 call "
+          f"through a counting proxy, instance type {INSTANCE_TYPE}; {os.cpu_count()} cores, load average "
+          f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(table(results))
+    print()
+    print("Where the time of the Ansible runs goes (tasks by wall time):")
+    print(slowest_tasks(results))
+    print()
+    goal_rows = goals(results)
+    print(goals_table(goal_rows))
     print(f"Sandbox start {sandbox_seconds:.1f} s; total benchmark time {total:.1f} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"sizes": sizes, "sandbox_start_seconds": round(sandbox_seconds, 3),
-                       "total_seconds": round(total, 3),
-                       "runs": [dict(asdict(m), seconds=round(m.seconds, 3), total_calls=m.total_calls) for m in results]}, f, indent=2)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"sizes": sizes, "sandbox_start_seconds": round(sandbox_seconds, 3), "total_seconds": round(total, 3),
+                       "goals": [{"goal": g, "today": t, "met": v} for g, t, v in goal_rows],
+                       "runs": [dict(asdict(m), seconds=round(m.seconds, 3), total_calls=m.total_calls) for m in results]},
+                      f, indent=2)
     return 0 if results and all(m.ok and not m.error for m in results) else 1
 
 
