@@ -51,9 +51,9 @@ class ActionModule(ActionBase):
             line = launch_progress(args["cluster_name"], rows, args["count"], elapsed)
             if elapsed + args["delay"] > args["timeout"]:
                 raise AnsibleActionFail(f"Timed out after {args['timeout']} s: {line}")
-            if line.split(" after ")[0] != last_line or polls % 6 == 0:  # a change, or every half minute
+            if line.split(" after ", maxsplit=1)[0] != last_line or polls % 6 == 0:  # a change, or every half minute
                 self._display.display(f"  waiting: {line}")
-                last_line = line.split(" after ")[0]
+                last_line = line.split(" after ", maxsplit=1)[0]
             time.sleep(args["delay"])
         result.update(changed=False, instances=raw, rows=rows, polls=polls, seconds=round(elapsed, 1))
         return result

@@ -9,7 +9,13 @@ facts the launch role uses and into one message per problem, each naming the inp
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Iterable, Mapping
+
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import PENDING_DISCOVERY_TAG_KEY, group_tags
 
 
 def newest_image(images: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -75,3 +81,150 @@ def similar_types(wanted: str, offered: Iterable[str], limit: int = 5) -> list[s
     if same_family:
         return same_family[:limit]
     return [t for t in offered if t.partition(".")[2] == size][:limit]
+
+
+def _wanted_permissions(rules: Iterable[Mapping[str, Any]], group_id: str) -> set[tuple]:
+    """The ingress permissions the cluster's rules (security_group_rules) ask for, one tuple per port range and
+    source: (protocol, from, to, kind, source, description)."""
+    wanted = set()
+    for rule in rules:
+        for ports in rule.get("ports") or []:
+            low, dummy, high = str(ports).partition("-")
+            if rule.get("cidr_ip"):
+                source = ("cidr", rule["cidr_ip"])
+            elif rule.get("cidr_ipv6"):
+                source = ("cidr6", rule["cidr_ipv6"])
+            else:
+                source = ("group", group_id)
+            wanted.add((rule["proto"], int(low), int(high or low)) + source + (rule.get("rule_desc") or "",))
+    return wanted
+
+
+def _current_permissions(permissions: Iterable[Mapping[str, Any]]) -> set[tuple]:
+    current = set()
+    for perm in permissions:
+        head = (perm.get("IpProtocol"), perm.get("FromPort"), perm.get("ToPort"))
+        current |= {head + ("cidr", r.get("CidrIp"), r.get("Description") or "") for r in perm.get("IpRanges") or []}
+        current |= {head + ("cidr6", r.get("CidrIpv6"), r.get("Description") or "") for r in perm.get("Ipv6Ranges") or []}
+        current |= {head + ("group", r.get("GroupId"), r.get("Description") or "") for r in perm.get("UserIdGroupPairs") or []}
+    return current
+
+
+def group_is_current(group: Mapping[str, Any], rules: Iterable[Mapping[str, Any]], tags: Mapping[str, str]) -> bool:
+    """Whether a security group (DescribeSecurityGroups' shape) already has exactly the cluster's ingress rules,
+    only the all-traffic egress rule, and the cluster's tags: then a re-run need not run ec2_security_group."""
+    if _current_permissions(group.get("IpPermissions") or []) != _wanted_permissions(rules, group.get("GroupId", "")):
+        return False
+    egress = _current_permissions(group.get("IpPermissionsEgress") or [])
+    if {(e[0], e[3], e[4]) for e in egress} != {("-1", "cidr", "0.0.0.0/0")}:
+        return False
+    present = group_tags(group)
+    return all(present.get(k) == str(v) for k, v in tags.items())
+
+
+def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"Name": name, "Values": value if isinstance(value, list) else [value]} for name, value in mapping.items()]
+
+
+def lookup_argument_spec() -> dict[str, Any]:
+    """The cluster_lookup module's options (the module and the controller-side action plugin)."""
+    return dict(
+        cluster_name=dict(type="str", required=True),
+        size=dict(type="int", required=True),
+        key_name=dict(type="str", default=""),
+        image_id=dict(type="str"),
+        ami_owner=dict(type="str", default="075585003325"),
+        ami_name_pattern=dict(type="str", required=True),
+        architecture=dict(type="str", default="x86_64", choices=["x86_64", "arm64"]),
+        channel=dict(type="str", default="stable"),
+        instance_type=dict(type="str", required=True),
+        check_offering=dict(type="bool", default=True),
+        security_group_name=dict(type="str", required=True),
+        security_group_rules=dict(type="list", elements="dict"),
+        tags=dict(type="dict", default={}),
+    )
+
+
+def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """What a launch reads before it creates anything, with an EC2 client (boto3's); never raises for an EC2
+    error: the result's `error` names the step that failed."""
+    result = dict(changed=False, problems=[], error="", image={}, security_group={}, instances=[], user_data=[],
+                  pending_discovery_url="")
+    step = "connect to EC2"
+    try:
+
+        step = f"read the machines of cluster {p['cluster_name']}"
+        pages = client.get_paginator("describe_instances").paginate(
+            Filters=_filters(instance_filters(p["cluster_name"]))).build_full_result()
+        raw = [camel_dict_to_snake_dict(i) for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
+        rows = instance_rows(raw)
+        result["instances"] = rows
+
+        # A complete, running cluster launches nothing: its key pair, image and machine type need no checking (a
+        # re-run then costs two describe calls here).
+        complete = len(rows) == p["size"] and all(r["state"] == "running" for r in rows)
+        key_found = True
+        if p["key_name"] and not complete:
+            step = f"read key pair {p['key_name']}"
+            keys = client.describe_key_pairs(Filters=_filters({"key-name": p["key_name"]}))["KeyPairs"]
+            key_found = len(keys) == 1
+
+        step = "look up the image"
+        # An image id goes in as a filter: asked for by ImageIds, an unknown id is an error, as a filter it is no image.
+        if complete:
+            images = [{"ImageId": raw[0].get("image_id", ""), "Name": "", "State": "available",
+                       "RootDeviceName": raw[0].get("root_device_name")}]
+        elif p["image_id"]:
+            images = client.describe_images(Filters=_filters({"image-id": p["image_id"]}))["Images"]
+        else:
+            images = client.describe_images(Owners=[p["ami_owner"]], Filters=_filters({
+                "name": p["ami_name_pattern"], "architecture": p["architecture"], "virtualization-type": "hvm",
+                "state": "available"}))["Images"]
+        result["image"] = newest_image(images)
+
+        step = f"read security group {p['security_group_name']}"
+        groups = client.describe_security_groups(
+            Filters=_filters({"group-name": p["security_group_name"]}))["SecurityGroups"]
+        if groups:
+            tags = group_tags(groups[0])
+            result["pending_discovery_url"] = tags.pop(PENDING_DISCOVERY_TAG_KEY, "")
+            result["security_group"] = {
+                "group_id": groups[0]["GroupId"], "vpc_id": groups[0].get("VpcId", ""), "tags": tags,
+                "current": p.get("security_group_rules") is not None
+                and group_is_current(groups[0], p["security_group_rules"], p.get("tags") or {}),
+            }
+
+        offered, similar = None, []
+        if p["check_offering"] and len(rows) < p["size"]:
+            step = f"check that {region} offers {p['instance_type']}"
+            offerings = client.describe_instance_type_offerings(
+                LocationType="region",
+                Filters=_filters({"instance-type": p["instance_type"], "location": region}))["InstanceTypeOfferings"]
+            offered = bool(offerings)
+            if not offered:
+                family = p["instance_type"].partition(".")[0]
+                pages = client.get_paginator("describe_instance_type_offerings").paginate(
+                    LocationType="region", Filters=_filters({"instance-type": f"{family}.*"})).build_full_result()
+                similar = similar_types(p["instance_type"], [o["InstanceType"] for o in pages.get("InstanceTypeOfferings", [])])
+
+        # The discovery URL of a cluster being completed: one machine's user data carries it.
+        if rows and len(rows) < p["size"] or rows and not all(r["state"] == "running" for r in rows):
+            step = "read the cluster's user data"
+            answer = client.describe_instance_attribute(InstanceId=rows[0]["id"], Attribute="userData")
+            value = (answer.get("UserData") or {}).get("Value")
+            if value:
+                result["user_data"] = [base64.b64decode(value).decode("utf-8", "replace")]
+    except Exception as e:  # pylint: disable=broad-exception-caught
+        # botocore's errors (its classes are not imported here): the result carries the step and the message.
+        if not type(e).__module__.startswith("botocore"):
+            raise
+        result["error"] = f"Failed to {step}: {e}"
+        return result
+
+    result["problems"] = preflight_problems(
+        cluster_name=p["cluster_name"], region=region, key_name=p["key_name"], key_found=key_found,
+        image=result["image"], image_id=p["image_id"], channel=p["channel"], architecture=p["architecture"],
+        ami_owner=p["ami_owner"], instance_type=p["instance_type"], type_offered=offered, offered_similar=similar,
+        existing_count=len(rows), size=p["size"],
+    )
+    return result

@@ -18,7 +18,7 @@ description:
     it returns RV(error) for the next task to report.
   - For a complete cluster (O(size) machines, all running), which a launch does not add to, only the machines and
     the security group are read (two calls).
-  - Changes nothing.
+  - Changes nothing. Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module,
@@ -68,6 +68,16 @@ options:
     description: The cluster's security group.
     type: str
     required: true
+  security_group_rules:
+    description:
+      - The cluster's ingress rules (as M(amazon.aws.ec2_security_group) takes them); RV(security_group) says (its C(current))
+        whether the group already has exactly these, only the all-traffic egress rule, and O(tags).
+    type: list
+    elements: dict
+  tags:
+    description: The cluster's tags, compared for the C(current) of RV(security_group).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -98,7 +108,9 @@ image:
   returned: always
   type: dict
 security_group:
-  description: The cluster's security group (group_id, vpc_id, tags without the recorded discovery URL); empty if none.
+  description:
+    - The cluster's security group (group_id, vpc_id, tags without the recorded discovery URL, and current, whether
+      its rules and tags are already the cluster's); empty if none.
   returned: always
   type: dict
 instances:
@@ -117,126 +129,19 @@ pending_discovery_url:
   type: str
 """
 
-import base64
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
-
-from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import PENDING_DISCOVERY_TAG_KEY, group_tags
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lookup import (
-    newest_image,
-    preflight_problems,
-    similar_types,
-)
-
-RETRY = AWSRetry.jittered_backoff(retries=10)
-
-
-def _filters(mapping):
-    return [{"Name": name, "Values": value if isinstance(value, list) else [value]} for name, value in mapping.items()]
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lookup import lookup_argument_spec, lookup_cluster
 
 
 def main() -> None:
-    module = AnsibleAWSModule(
-        argument_spec=dict(
-            cluster_name=dict(type="str", required=True),
-            size=dict(type="int", required=True),
-            key_name=dict(type="str", default=""),
-            image_id=dict(type="str"),
-            ami_owner=dict(type="str", default="075585003325"),
-            ami_name_pattern=dict(type="str", required=True),
-            architecture=dict(type="str", default="x86_64", choices=["x86_64", "arm64"]),
-            channel=dict(type="str", default="stable"),
-            instance_type=dict(type="str", required=True),
-            check_offering=dict(type="bool", default=True),
-            security_group_name=dict(type="str", required=True),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    region = module.region
-    result = dict(changed=False, problems=[], error="", image={}, security_group={}, instances=[], user_data=[],
-                  pending_discovery_url="")
-    step = "connect to EC2"
+    module = AnsibleAWSModule(argument_spec=lookup_argument_spec(), supports_check_mode=True)
     try:
-        client = module.client("ec2", retry_decorator=RETRY)
-
-        step = f"read the machines of cluster {p['cluster_name']}"
-        pages = client.get_paginator("describe_instances").paginate(
-            Filters=_filters(instance_filters(p["cluster_name"]))).build_full_result()
-        raw = [camel_dict_to_snake_dict(i) for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
-        rows = instance_rows(raw)
-        result["instances"] = rows
-
-        # A complete, running cluster launches nothing: its key pair, image and machine type need no checking (a
-        # re-run then costs two describe calls here).
-        complete = len(rows) == p["size"] and all(r["state"] == "running" for r in rows)
-        key_found = True
-        if p["key_name"] and not complete:
-            step = f"read key pair {p['key_name']}"
-            keys = client.describe_key_pairs(aws_retry=True, Filters=_filters({"key-name": p["key_name"]}))["KeyPairs"]
-            key_found = len(keys) == 1
-
-        step = "look up the image"
-        # An image id goes in as a filter: asked for by ImageIds, an unknown id is an error, as a filter it is no image.
-        if complete:
-            images = [{"ImageId": raw[0].get("image_id", ""), "Name": "", "State": "available",
-                       "RootDeviceName": raw[0].get("root_device_name")}]
-        elif p["image_id"]:
-            images = client.describe_images(aws_retry=True, Filters=_filters({"image-id": p["image_id"]}))["Images"]
-        else:
-            images = client.describe_images(aws_retry=True, Owners=[p["ami_owner"]], Filters=_filters({
-                "name": p["ami_name_pattern"], "architecture": p["architecture"], "virtualization-type": "hvm",
-                "state": "available"}))["Images"]
-        result["image"] = newest_image(images)
-
-        step = f"read security group {p['security_group_name']}"
-        groups = client.describe_security_groups(
-            aws_retry=True, Filters=_filters({"group-name": p["security_group_name"]}))["SecurityGroups"]
-        if groups:
-            tags = group_tags(groups[0])
-            result["pending_discovery_url"] = tags.pop(PENDING_DISCOVERY_TAG_KEY, "")
-            result["security_group"] = {"group_id": groups[0]["GroupId"], "vpc_id": groups[0].get("VpcId", ""), "tags": tags}
-
-        offered, similar = None, []
-        if p["check_offering"] and len(rows) < p["size"]:
-            step = f"check that {region} offers {p['instance_type']}"
-            offerings = client.describe_instance_type_offerings(
-                aws_retry=True, LocationType="region",
-                Filters=_filters({"instance-type": p["instance_type"], "location": region}))["InstanceTypeOfferings"]
-            offered = bool(offerings)
-            if not offered:
-                family = p["instance_type"].partition(".")[0]
-                pages = client.get_paginator("describe_instance_type_offerings").paginate(
-                    LocationType="region", Filters=_filters({"instance-type": f"{family}.*"})).build_full_result()
-                similar = similar_types(p["instance_type"], [o["InstanceType"] for o in pages.get("InstanceTypeOfferings", [])])
-
-        # The discovery URL of a cluster being completed: one machine's user data carries it.
-        if rows and len(rows) < p["size"] or rows and not all(r["state"] == "running" for r in rows):
-            step = "read the cluster's user data"
-            answer = client.describe_instance_attribute(aws_retry=True, InstanceId=rows[0]["id"], Attribute="userData")
-            value = (answer.get("UserData") or {}).get("Value")
-            if value:
-                result["user_data"] = [base64.b64decode(value).decode("utf-8", "replace")]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        code = getattr(e, "response", {}).get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
-        result["error"] = f"Failed to {step}: {code + ': ' if code else ''}{e}"
-        module.exit_json(**result)
-
-    result["problems"] = preflight_problems(
-        cluster_name=p["cluster_name"], region=region, key_name=p["key_name"], key_found=key_found,
-        image=result["image"], image_id=p["image_id"], channel=p["channel"], architecture=p["architecture"],
-        ami_owner=p["ami_owner"], instance_type=p["instance_type"], type_offered=offered, offered_similar=similar,
-        existing_count=len(rows), size=p["size"],
-    )
-    module.exit_json(**result)
+        client = module.client("ec2")
+    except Exception as e:  # pylint: disable=broad-exception-caught
+        module.exit_json(changed=False, problems=[], error=f"Failed to connect to EC2: {e}", image={},
+                         security_group={}, instances=[], user_data=[], pending_discovery_url="")
+    module.exit_json(**lookup_cluster(client, module.params, module.region))
 
 
 if __name__ == "__main__":

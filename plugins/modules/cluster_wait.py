@@ -13,8 +13,8 @@ version_added: 0.3.0
 description:
   - Polls with one C(DescribeInstances) for all machines matching O(filters) until exactly O(count) are listed and
     every one runs (AWS lists new machines eventually, and fills in their public DNS names once they run).
-  - Prints a progress line whenever the count changes, and every half minute otherwise, such as
-    C(cluster p-1: 2 of 3 machines running (1 pending\) after 35 s).
+  - Prints a progress line whenever the count changes, and every half minute otherwise, with how many of the
+    machines run, the others by state, and the seconds so far.
   - Runs on the controller with boto3 (no module process); throttling is retried by botocore with backoff.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)

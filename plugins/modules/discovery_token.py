@@ -15,6 +15,7 @@ description:
     returns that one and mints nothing, so that new instances join the existing cluster instead of
     bootstrapping another.
   - With O(state=absent), deletes a token from a self-hosted etcd.
+  - Runs on the controller as an action plugin (no module process) with the same options.
   - M(coreos_ec2.cluster.discovery_token_info) reads a token back (its size and registered members).
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
@@ -191,48 +192,23 @@ reused:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec, transport_options
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import ensure_absent, ensure_present
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import (
+    TOKEN_MUTUALLY_EXCLUSIVE,
+    TOKEN_REQUIRED_IF,
+    run_token,
+    token_argument_spec,
+)
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            protocol=dict(type="str", default="public", choices=["public", "etcd_v2", "etcd_v3"]),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            service=dict(type="str"),
-            endpoints=dict(type="list", elements="str"),
-            size=dict(type="int"),
-            url=dict(type="str", no_log=True),
-            token=dict(type="str", no_log=True),
-            existing_user_data=dict(type="list", elements="str", no_log=True),
-            resume_url=dict(type="str", no_log=False),
-            **transport_argument_spec(),
-        ),
-        required_if=[("state", "present", ["size"])],
-        mutually_exclusive=[("service", "endpoints")],
-        supports_check_mode=True,
-    )
-    p = module.params
-    transport = transport_options(p)
+    module = AnsibleModule(argument_spec=token_argument_spec(), required_if=TOKEN_REQUIRED_IF,
+                           mutually_exclusive=TOKEN_MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     try:
-        if p["state"] == "present":
-            if p["url"] or p["token"]:
-                module.fail_json(msg="url and token are only used with state=absent (resume_url resumes a token)")
-            result = ensure_present(
-                p["protocol"], p["size"], service=p["service"], endpoints=p["endpoints"],
-                existing_user_data=p["existing_user_data"], pending_url=p["resume_url"], check_mode=module.check_mode,
-                **transport,
-            )
-        else:
-            result = ensure_absent(
-                p["protocol"], url=p["url"], service=p["service"], endpoints=p["endpoints"], token=p["token"],
-                check_mode=module.check_mode, **transport,
-            )
+        result, warnings = run_token(module.params, check_mode=module.check_mode)
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
-    for warning in result.pop("warnings"):
+    for warning in warnings:
         module.warn(warning)
     diff = result.pop("diff")
     if module._diff:

@@ -151,7 +151,7 @@ def test_terminate_then_cleanup_removes_only_this_cluster(sandbox, clusters):
     # terminate deletes the data volumes: it asks like cleanup, and anything but yes aborts.
     refused = ops(sandbox, "ops-b", "terminate")
     assert refused.rc != 0 and "terminate aborted and nothing was changed" in refused.out, refused.out[-3000:]
-    assert "their data volumes (/media/ebs) are deleted with them" in refused.out
+    assert "Terminating 2 machines of cluster ops-b, with their data volumes" in refused.out, refused.out[-3000:]
     assert states(ec2, "ops-b") == ["running"] * 2
     run = ops(sandbox, "ops-b", "terminate", confirm="yes")
     assert run.rc == 0 and "Terminating 2 machines of cluster ops-b, with their data volumes" in run.out, run.out[-4000:]

@@ -268,7 +268,7 @@ def test_data_survives_stop_start_and_reboot_and_goes_with_termination(node_sand
     wait_for("the volume after the host restarted",
              lambda: "kept-across-boots" in ssh(sb, ip, "cat /media/ebs/proof").stdout, timeout=90, interval=1)
 
-    terminate = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="terminate"))
+    terminate = run_playbook("ops.yml", sb.vars(cluster_name="nodes", ops_action="terminate", confirm="yes"))
     assert terminate.rc == 0, terminate.out[-4000:]
     wait_for("the nodes removed", lambda: not any(node_of(sb, i) for i in cluster["ips"]))
     assert not volume_file.exists(), "the volume (DeleteOnTermination) outlived its instance"

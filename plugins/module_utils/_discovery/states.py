@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import PROTOCOLS, backend_for
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.etcd_v2 import is_v2_url
@@ -177,3 +177,45 @@ def token_info(
         return result
     result.update(exists=registry.exists, size=registry.size, members=registry.members)
     return result
+
+
+TOKEN_REQUIRED_IF = [("state", "present", ["size"])]
+TOKEN_MUTUALLY_EXCLUSIVE = [("service", "endpoints")]
+
+
+def token_argument_spec() -> Dict[str, Any]:
+    """The discovery_token module's options (the module and the controller-side action plugin)."""
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec
+
+    return dict(
+        protocol=dict(type="str", default="public", choices=["public", "etcd_v2", "etcd_v3"]),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        service=dict(type="str"),
+        endpoints=dict(type="list", elements="str"),
+        size=dict(type="int"),
+        url=dict(type="str", no_log=True),
+        token=dict(type="str", no_log=True),
+        existing_user_data=dict(type="list", elements="str", no_log=True),
+        resume_url=dict(type="str", no_log=False),
+        **transport_argument_spec(),
+    )
+
+
+def run_token(p: Dict[str, Any], check_mode: bool = False) -> Tuple[Dict[str, Any], List[str]]:
+    """The discovery_token module's result and warnings; raises ClusterError."""
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_options
+
+    transport = transport_options(p)
+    if p["state"] == "present":
+        if p["url"] or p["token"]:
+            raise ValidationError("url and token are only used with state=absent (resume_url resumes a token)")
+        result = ensure_present(
+            p["protocol"], p["size"], service=p["service"], endpoints=p["endpoints"],
+            existing_user_data=p["existing_user_data"], pending_url=p["resume_url"], check_mode=check_mode, **transport,
+        )
+    else:
+        result = ensure_absent(
+            p["protocol"], url=p["url"], service=p["service"], endpoints=p["endpoints"], token=p["token"],
+            check_mode=check_mode, **transport,
+        )
+    return result, result.pop("warnings")
