@@ -103,6 +103,7 @@ class EtcdProcess:
         self.base = Path(tmpdir) / name
         self.data_dir = self.base / "data"
         self.log_path = self.base / "etcd.log"
+        self.client_port_given = client_port is not None
         self.client_port = client_port or free_port()
         self.peer_port = free_port()
         self.client_url = f"http://{HOST}:{self.client_port}"
@@ -228,12 +229,32 @@ class EtcdServer(EtcdProcess):
         ]
 
     def __enter__(self) -> "EtcdServer":
-        self.start()
-        try:
-            self.wait_healthy(self.start_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        return self.start_healthy()
+
+    def start_healthy(self, attempts: int = 5) -> "EtcdServer":
+        """Start and wait until healthy. free_port() only finds a port that was free a moment ago: when another
+        process took one first (etcd: "address already in use"), start again on new ports, unless the client
+        port was given."""
+        fixed_client = self.client_port_given
+        for attempt in range(attempts):
+            self.start()
+            try:
+                self.wait_healthy(self.start_timeout)
+                return self
+            except EtcdProcessError:
+                self.stop()
+                if "address already in use" not in self.log_tail() or attempt == attempts - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+            if not fixed_client:
+                self.client_port = free_port()
+            self.peer_port = free_port()
+            self.client_url = f"http://{HOST}:{self.client_port}"
+            self.peer_url = f"http://{HOST}:{self.peer_port}"
+            self.extra_args = ["--initial-cluster", f"{self.name}={self.peer_url}", "--initial-cluster-state", "new"]
+            self.log_path.unlink(missing_ok=True)
         return self
 
 

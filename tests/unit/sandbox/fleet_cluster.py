@@ -52,7 +52,11 @@ class Etcd(EtcdServer):
 
     def start(self) -> "Etcd":
         super().start()
-        self.wait_healthy(self.start_timeout)
+        return self
+
+    def start_healthy(self, attempts: int = 5) -> "Etcd":
+        super().start_healthy(attempts)
+        self.url = self.client_url
         return self
 
     def get(self, key: str) -> dict | None:
@@ -93,7 +97,7 @@ def read_tree(etcd_url: str, prefix: str) -> dict[str, dict]:
 def start_etcd(tmp_path: Path) -> Etcd:
     if not etcd_available():
         pytest.skip("needs an etcd binary (Debian's etcd-server)")
-    return Etcd(str(tmp_path / "etcd")).start()
+    return Etcd(str(tmp_path / "etcd")).start_healthy()
 
 
 def new_prefix() -> str:
