@@ -58,7 +58,10 @@ def test_group_is_current_compares_rules_egress_and_tags():
     from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import security_group_rules
 
     rules = security_group_rules("coreos-ec2-p-1", ["203.0.113.0/24"])
-    pair = lambda desc: {"GroupId": "sg-1", "Description": desc}  # noqa: E731
+
+    def pair(desc):
+        return {"GroupId": "sg-1", "Description": desc}
+
     group = {
         "GroupId": "sg-1", "Tags": [{"Key": "coreos-ec2-cluster", "Value": "p-1"}],
         "IpPermissions": [
