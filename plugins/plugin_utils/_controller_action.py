@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._ec2_controller import connection_argument_spec, ec2_client
 
 
 class ControllerAction(ActionBase):
@@ -25,17 +26,21 @@ class ControllerAction(ActionBase):
     spec_options: Dict[str, Any] = {}
     # Whether work() takes check_mode (for actions that change something).
     passes_check_mode = False
+    # Whether work() takes an EC2 client first (made from the group/aws connection options, see _ec2_controller).
+    uses_ec2 = False
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validation, params = self.validate_argument_spec(argument_spec=type(self).argument_spec(), **self.spec_options)
+        spec = type(self).argument_spec()
+        if self.uses_ec2:
+            spec = {**spec, **connection_argument_spec()}
+        validation, params = self.validate_argument_spec(argument_spec=spec, **self.spec_options)
         del validation
+        args = (ec2_client(params), params) if self.uses_ec2 else (params,)
+        kwargs = {"check_mode": bool(self._play_context.check_mode)} if self.passes_check_mode else {}
         try:
-            if self.passes_check_mode:
-                answer, warnings = type(self).work(params, check_mode=bool(self._play_context.check_mode))
-            else:
-                answer, warnings = type(self).work(params)
+            answer, warnings = type(self).work(*args, **kwargs)
         except ClusterError as exc:
             result.update(failed=True, msg=exc.msg)
             return result
