@@ -14,7 +14,12 @@ from typing import Any, Callable, Dict, List, Tuple
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
-from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._ec2_controller import connection_argument_spec, ec2_client
+
+
+def _ec2_controller():
+    # Imported only by actions that use EC2: boto3 and the EC2 model cost about 0.5 s (see _ec2_controller).
+    from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils import _ec2_controller as module
+    return module
 
 
 class ControllerAction(ActionBase):
@@ -29,15 +34,22 @@ class ControllerAction(ActionBase):
     # Whether work() takes an EC2 client first (made from the group/aws connection options, see _ec2_controller).
     uses_ec2 = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The class is loaded in Ansible's main process, before the task's worker is forked from it: the import
+        # there is inherited by every later worker.
+        if cls.uses_ec2:
+            _ec2_controller()
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
         spec = type(self).argument_spec()
         if self.uses_ec2:
-            spec = {**spec, **connection_argument_spec()}
+            spec = {**spec, **_ec2_controller().connection_argument_spec()}
         validation, params = self.validate_argument_spec(argument_spec=spec, **self.spec_options)
         del validation
-        args = (ec2_client(params), params) if self.uses_ec2 else (params,)
+        args = (_ec2_controller().ec2_client(params), params) if self.uses_ec2 else (params,)
         kwargs = {"check_mode": bool(self._play_context.check_mode)} if self.passes_check_mode else {}
         try:
             answer, warnings = type(self).work(*args, **kwargs)
