@@ -22,7 +22,8 @@ class ActionModule(ActionBase):
             client = ec2_client(args)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             result.update(changed=False, problems=[], error=f"Failed to connect to EC2: {exc}", image={},
-                          security_group={}, instances=[], user_data=[], pending_discovery_url="")
+                          security_group={}, instances=[], user_data=[], pending_discovery_url="", subnets=[],
+                          placement=[], notes=[])
             return result
         result.update(lookup_cluster(client, args, args["region"]))
         return result

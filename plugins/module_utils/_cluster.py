@@ -14,6 +14,12 @@ import re
 from typing import Any, Iterable
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ValidationError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import (
+    MARKETS,
+    launch_template_data,
+    validate_market,
+    validate_subnet_ids,
+)
 
 CLUSTER_TAG_KEY = "coreos-ec2-cluster"
 MANAGED_BY_TAG = {"managed-by": "coreos_ec2.cluster"}
@@ -208,6 +214,9 @@ def cluster_spec(
     regions: Iterable[str] | None = None,
     extra_tags: dict[str, str] | None = None,
     etcd_members_max: Any = DEFAULT_ETCD_MEMBERS_MAX,
+    subnet_ids: Any = None,
+    market: Any = "on-demand",
+    spot_max_price: Any = None,
 ) -> dict[str, Any]:
     """Validate every input of a launch and derive the names, tags, filters and rules the roles use.
 
@@ -221,6 +230,8 @@ def cluster_spec(
     cidrs = validate_cidrs(ssh_allowed_cidrs)
     volume_size, volume_type = validate_volume(ebs_volume_size, ebs_volume_type)
     group = security_group_name(name)
+    subnets = validate_subnet_ids(subnet_ids)
+    market, price = validate_market(market, spot_max_price)
     if isinstance(etcd_members_max, bool) or not isinstance(etcd_members_max, int) or not 1 <= etcd_members_max <= 9:
         raise ValidationError(f"etcd_members_max {etcd_members_max!r} is out of range: allowed is 1 to 9")
     for key in extra_tags or {}:
@@ -244,6 +255,12 @@ def cluster_spec(
         "ssh_allowed_cidrs": cidrs,
         "ebs_volume_size": volume_size,
         "ebs_volume_type": volume_type,
+        "subnet_ids": subnets,
+        "market": market,
+        "spot_max_price": price,
+        # Spot machines start through the cluster's launch template (named like its security group).
+        "launch_template_name": group,
+        "launch_template_data": launch_template_data(market, price),
     }
 
 
@@ -261,6 +278,9 @@ def spec_argument_spec() -> dict[str, Any]:
         ebs_volume_size=dict(type="int", default=100),
         ebs_volume_type=dict(type="str", default="gp2"),
         extra_tags=dict(type="dict", default={}),
+        subnet_ids=dict(type="list", elements="str", default=[]),
+        market=dict(type="str", default="on-demand", choices=list(MARKETS)),
+        spot_max_price=dict(type="str", default=""),
     )
 
 
@@ -271,7 +291,8 @@ def run_cluster_spec(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
         channel=params["channel"], ssh_allowed_cidrs=params["ssh_allowed_cidrs"],
         ebs_volume_size=params["ebs_volume_size"], ebs_volume_type=params["ebs_volume_type"],
         size_max=params["cluster_size_max"], extra_tags=params["extra_tags"],
-        etcd_members_max=params["etcd_members_max"],
+        etcd_members_max=params["etcd_members_max"], subnet_ids=params["subnet_ids"], market=params["market"],
+        spot_max_price=params["spot_max_price"],
     )
     return {"changed": False, "spec": spec}, open_cidr_warnings(spec["ssh_allowed_cidrs"])
 
@@ -291,6 +312,9 @@ def instance_row(instance: dict[str, Any], data_device: str = "/dev/sdb") -> dic
         "public_ip": instance.get("public_ip_address") or "",
         "public_dns_name": instance.get("public_dns_name") or "",
         "launch_time": str(instance.get("launch_time") or ""),
+        "subnet_id": instance.get("subnet_id") or "",
+        # EC2 names spot machines' lifecycle (and scheduled ones'); on-demand machines have none.
+        "lifecycle": instance.get("instance_lifecycle") or "on-demand",
         "volume_id": volume.get("volume_id", ""),
         "volume_status": volume.get("status", ""),
     }

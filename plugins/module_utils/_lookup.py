@@ -16,6 +16,7 @@ from ansible.module_utils.common.dict_transformations import camel_dict_to_snake
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import PENDING_DISCOVERY_TAG_KEY, group_tags
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import spread, subnet_problems, subnet_rows
 
 
 def newest_image(images: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -142,6 +143,7 @@ def lookup_argument_spec() -> dict[str, Any]:
         security_group_name=dict(type="str", required=True),
         security_group_rules=dict(type="list", elements="dict"),
         tags=dict(type="dict", default={}),
+        subnet_ids=dict(type="list", elements="str", default=[]),
     )
 
 
@@ -149,7 +151,10 @@ def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, 
     """What a launch reads before it creates anything, with an EC2 client (boto3's); never raises for an EC2
     error: the result's `error` names the step that failed."""
     result = dict(changed=False, problems=[], error="", image={}, security_group={}, instances=[], user_data=[],
-                  pending_discovery_url="")
+                  pending_discovery_url="", subnets=[], placement=[], notes=[])
+    subnet_ids = list(p.get("subnet_ids") or [])
+    subnets: list[dict[str, Any]] = []
+    zone_problems: list[str] = []
     step = "connect to EC2"
     try:
 
@@ -194,8 +199,37 @@ def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, 
                 and group_is_current(groups[0], p["security_group_rules"], p.get("tags") or {}),
             }
 
+        if subnet_ids and complete:
+            # A complete cluster launches nothing: no subnet is read; machines elsewhere only get a note.
+            outside = sorted({r["subnet_id"] for r in rows if r["subnet_id"] not in subnet_ids})
+            if outside:
+                result["notes"].append(f"cluster {p['cluster_name']} has machines in {', '.join(outside)}, which "
+                                       "subnet_ids does not name; launch does not move machines")
+        elif subnet_ids:
+            step = f"read subnets {', '.join(subnet_ids)}"
+            subnets = subnet_rows(client.describe_subnets(Filters=_filters({"subnet-id": subnet_ids}))["Subnets"],
+                                  subnet_ids)
+            result["subnets"] = subnets
+            zone_problems = subnet_problems(subnet_ids, subnets, region, rows,
+                                            result["security_group"].get("vpc_id", ""))
+        result["placement"] = spread(rows, subnets, p["size"]) if subnets else [
+            {"subnet_id": "", "availability_zone": "", "count": p["size"], "new": max(p["size"] - len(rows), 0)}]
+
         offered, similar = None, []
-        if p["check_offering"] and len(rows) < p["size"]:
+        zones = sorted({s["availability_zone"] for s in subnets})
+        if p["check_offering"] and len(rows) < p["size"] and zones and not zone_problems:
+            # Each zone must offer the type: a region that offers it may still lack it in one zone.
+            step = f"check that zones {', '.join(zones)} offer {p['instance_type']}"
+            pages = client.get_paginator("describe_instance_type_offerings").paginate(
+                LocationType="availability-zone",
+                Filters=_filters({"instance-type": p["instance_type"], "location": zones})).build_full_result()
+            offered_zones = {o.get("Location") for o in pages.get("InstanceTypeOfferings", [])}
+            for subnet in subnets:
+                if subnet["availability_zone"] not in offered_zones:
+                    zone_problems.append(
+                        f"instance_type {p['instance_type']} is not offered in zone {subnet['availability_zone']} "
+                        f"(subnet {subnet['subnet_id']}): give subnets in zones that offer it, or another type")
+        elif p["check_offering"] and len(rows) < p["size"] and not subnets:
             step = f"check that {region} offers {p['instance_type']}"
             offerings = client.describe_instance_type_offerings(
                 LocationType="region",
@@ -226,5 +260,5 @@ def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, 
         image=result["image"], image_id=p["image_id"], channel=p["channel"], architecture=p["architecture"],
         ami_owner=p["ami_owner"], instance_type=p["instance_type"], type_offered=offered, offered_similar=similar,
         existing_count=len(rows), size=p["size"],
-    )
+    ) + zone_problems
     return result

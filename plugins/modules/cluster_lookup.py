@@ -78,6 +78,15 @@ options:
     description: The cluster's tags, compared for the C(current) of RV(security_group).
     type: dict
     default: {}
+  subnet_ids:
+    description:
+      - The subnets to spread the machines over. Each must exist, all in one VPC (the security group's, if it
+        exists), each zone must offer O(instance_type), and no machine of the cluster may be in another subnet
+        (launch does not move machines); otherwise RV(problems) says why. RV(placement) is then one entry per subnet.
+      - Not read for a complete cluster (nothing is launched); machines in other subnets then get a note in RV(notes).
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -127,6 +136,25 @@ pending_discovery_url:
   description: The discovery URL an interrupted launch recorded on the security group; empty if none. A secret.
   returned: always
   type: str
+subnets:
+  description: The subnets of O(subnet_ids) that exist (subnet_id, availability_zone, vpc_id, state), in the given order.
+  returned: always
+  type: list
+  elements: dict
+placement:
+  description:
+    - How many machines each subnet should have (subnet_id, availability_zone, count, new) so that O(size) machines are
+      spread round-robin, the existing ones staying where they are; one entry with an empty subnet_id without O(subnet_ids).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{subnet_id: subnet-0a1b2c3d, availability_zone: us-east-1a, count: 2, new: 2},
+           {subnet_id: subnet-4e5f6a7b, availability_zone: us-east-1b, count: 1, new: 1}]
+notes:
+  description: Things worth saying that do not stop a launch.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
@@ -140,7 +168,8 @@ def main() -> None:
         client = module.client("ec2")
     except Exception as e:  # pylint: disable=broad-exception-caught
         module.exit_json(changed=False, problems=[], error=f"Failed to connect to EC2: {e}", image={},
-                         security_group={}, instances=[], user_data=[], pending_discovery_url="")
+                         security_group={}, instances=[], user_data=[], pending_discovery_url="", subnets=[],
+                         placement=[], notes=[])
     module.exit_json(**lookup_cluster(client, module.params, module.region))
 
 

@@ -69,6 +69,25 @@ options:
     description: Tags added to every resource of the cluster. Keys starting with C(aws:) and the cluster tag are refused.
     type: dict
     default: {}
+  subnet_ids:
+    description:
+      - Subnets (of one VPC) to spread the machines over, round-robin, so over their zones. Empty lets EC2 choose
+        (the default subnet of a zone of the default VPC).
+      - Ids are checked here for their form only; the launch checks that they exist.
+    type: list
+    elements: str
+    default: []
+  market:
+    description:
+      - V(on-demand) machines, or V(spot) machines (one-time requests that terminate when interrupted), started
+        through the cluster's launch template (C(launch_template_name) and C(launch_template_data) in RV(spec)).
+    type: str
+    default: on-demand
+    choices: [on-demand, spot]
+  spot_max_price:
+    description: With O(market=spot), the highest price in USD per machine-hour, for example V(0.05); empty caps at the on-demand price.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -106,6 +125,11 @@ spec:
     ssh_allowed_cidrs: [203.0.113.0/24]
     ebs_volume_size: 100
     ebs_volume_type: gp2
+    subnet_ids: []
+    market: on-demand
+    spot_max_price: ""
+    launch_template_name: coreos-ec2-p-1
+    launch_template_data: {}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -1,6 +1,6 @@
 # Copyright: coreos_ec2.cluster contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The sandbox's EC2 API: moto's server, with two settings AWS has and moto lacks.
+"""The sandbox's EC2 API: moto's server, with three settings AWS has and moto lacks.
 
     python -m sandbox_host.ec2_emulator -H 127.0.0.1 -p PORT      (moto.server's own options)
 
@@ -9,6 +9,8 @@
    sandbox host puts each instance's node at that address on its bridge.
 2. An instance launched without a subnet goes into the default subnet of its zone, as on AWS; moto gives it
    a random 10.x.x.x address outside every subnet instead ("EC2-Classic"), which no node could hold.
+3. RunInstances with a launch template applies the template's market options (spot), as AWS does; moto applies
+   them only when the request itself carries them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ NETWORK_ENV = "COREOS_EC2_SANDBOX_NETWORK"
 
 
 def patch_moto(network: str | None) -> None:
-    """Apply both settings to moto's EC2 backend classes (before the server creates any backend)."""
+    """Apply these settings to moto's EC2 backend classes (before the server creates any backend)."""
     from moto.ec2.models.instances import InstanceBackend  # pylint: disable=import-outside-toplevel
     from moto.ec2.models.vpcs import VPCBackend  # pylint: disable=import-outside-toplevel
 
@@ -68,7 +70,14 @@ def patch_moto(network: str | None) -> None:
                       **kwargs: Any) -> Any:
         nics = kwargs.get("nics") or {}
         nic_subnet = any("SubnetId" in nic for nic in (nics.values() if isinstance(nics, dict) else nics))
-        if not kwargs.get("subnet_id") and not nic_subnet and not kwargs.get("launch_template"):
+        template = self._get_template_from_args(kwargs["launch_template"]).data if kwargs.get("launch_template") else {}
+        template_nics = template.get("NetworkInterfaces") or []
+        nic_subnet = nic_subnet or any("SubnetId" in nic for nic in template_nics)
+        # 3. A launch template's market options apply as on AWS (moto reads them only from the request itself).
+        market = (template.get("InstanceMarketOptions") or {}).get("MarketType")
+        if market and not kwargs.get("instance_market_options"):
+            kwargs["instance_market_options"] = market
+        if not kwargs.get("subnet_id") and not nic_subnet:
             subnets = self.get_default_subnets()
             zone = kwargs.get("placement") or (sorted(subnets)[0] if subnets else None)
             if zone in subnets:

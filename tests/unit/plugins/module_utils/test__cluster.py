@@ -153,7 +153,7 @@ INSTANCES = [
     {"instance_id": "i-2", "state": {"name": "running"}, "instance_type": "c4.large",
      "placement": {"availability_zone": "us-east-1a"}, "private_ip_address": "10.0.0.2",
      "public_ip_address": "54.1.1.2", "public_dns_name": "ec2-54-1-1-2.compute-1.amazonaws.com",
-     "launch_time": "2026-11-25T11:00:01+00:00",
+     "launch_time": "2026-11-25T11:00:01+00:00", "subnet_id": "subnet-0a1b2c3d", "instance_lifecycle": "spot",
      "block_device_mappings": [
          {"device_name": "/dev/xvda", "ebs": {"volume_id": "vol-root", "status": "attached"}},
          {"device_name": "/dev/sdb", "ebs": {"volume_id": "vol-data2", "status": "attached"}}]},
@@ -169,7 +169,8 @@ def test_instance_rows_are_flat_and_oldest_first():
     assert rows[1] == {
         "id": "i-2", "state": "running", "instance_type": "c4.large", "availability_zone": "us-east-1a",
         "private_ip": "10.0.0.2", "public_ip": "54.1.1.2", "public_dns_name": "ec2-54-1-1-2.compute-1.amazonaws.com",
-        "launch_time": "2026-11-25T11:00:01+00:00", "volume_id": "vol-data2", "volume_status": "attached"}
+        "launch_time": "2026-11-25T11:00:01+00:00", "volume_id": "vol-data2", "volume_status": "attached",
+        "subnet_id": "subnet-0a1b2c3d", "lifecycle": "spot"}
     assert rows[0]["public_dns_name"] == "" and rows[0]["volume_id"] == ""
 
 

@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import boto3
+import pytest
+from moto import mock_aws
+
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _lookup as lu
 
 IMAGES = [
@@ -79,3 +83,64 @@ def test_group_is_current_compares_rules_egress_and_tags():
     assert not lu.group_is_current(group, security_group_rules("coreos-ec2-p-1", ["198.51.100.0/24"]), tags)
     assert not lu.group_is_current(group, rules, {"coreos-ec2-cluster": "p-1", "team": "a"})
     assert not lu.group_is_current(dict(group, IpPermissionsEgress=[]), rules, tags)
+
+
+def _lookup_params(**kw):
+    p = {"cluster_name": "p-1", "size": 3, "key_name": "", "image_id": None, "ami_owner": "075585003325",
+         "ami_name_pattern": "Flatcar-stable-*", "architecture": "x86_64", "channel": "stable",
+         "instance_type": "c4.large", "check_offering": True, "security_group_name": "coreos-ec2-p-1",
+         "security_group_rules": None, "tags": {}, "subnet_ids": []}
+    p.update(kw)
+    return p
+
+
+@pytest.fixture(name="ec2")
+def fixture_ec2():
+    with mock_aws():
+        yield boto3.client("ec2", region_name="us-east-1")
+
+
+def _zone_subnets(ec2):
+    subnets = {s["AvailabilityZone"]: s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s.get("DefaultForAz")}
+    return subnets["us-east-1a"], subnets["us-east-1b"]
+
+
+def test_lookup_spreads_over_the_given_subnets(ec2):
+    a, b = _zone_subnets(ec2)
+    found = lu.lookup_cluster(ec2, _lookup_params(subnet_ids=[b, a]), "us-east-1")
+    assert found["error"] == ""
+    assert [(s["subnet_id"], s["availability_zone"]) for s in found["subnets"]] == [(b, "us-east-1b"), (a, "us-east-1a")]
+    assert [(p["subnet_id"], p["count"], p["new"]) for p in found["placement"]] == [(b, 2, 2), (a, 1, 1)]
+    assert not [p for p in found["problems"] if "subnet" in p or "zone" in p]
+
+
+def test_lookup_without_subnets_has_one_placement(ec2):
+    found = lu.lookup_cluster(ec2, _lookup_params(), "us-east-1")
+    assert found["placement"] == [{"subnet_id": "", "availability_zone": "", "count": 3, "new": 3}]
+    assert found["subnets"] == []
+
+
+def test_lookup_names_unknown_subnets_and_other_vpcs(ec2):
+    a, dummy = _zone_subnets(ec2)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    other = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24", AvailabilityZone="us-east-1c")["Subnet"]["SubnetId"]
+    found = lu.lookup_cluster(ec2, _lookup_params(subnet_ids=[a, other, "subnet-0000000f"]), "us-east-1")
+    text = " | ".join(found["problems"])
+    assert "subnet_ids subnet-0000000f does not exist in us-east-1" in text
+    assert "subnet_ids are in different VPCs" in text and other in text
+
+
+def test_lookup_checks_the_type_in_each_zone(ec2):
+    a, b = _zone_subnets(ec2)
+    found = lu.lookup_cluster(ec2, _lookup_params(subnet_ids=[a, b], instance_type="c4.nonsense"), "us-east-1")
+    assert any(p.startswith("instance_type c4.nonsense is not offered in zone us-east-1a (subnet " + a)
+               for p in found["problems"])
+
+
+def test_complete_cluster_with_machines_elsewhere_gets_a_note(ec2):
+    a, b = _zone_subnets(ec2)
+    ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=a, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "coreos-ec2-cluster", "Value": "p-1"}]}])
+    found = lu.lookup_cluster(ec2, _lookup_params(size=1, subnet_ids=[b]), "us-east-1")
+    assert found["problems"] == [] and found["notes"] == [
+        f"cluster p-1 has machines in {a}, which subnet_ids does not name; launch does not move machines"]
