@@ -31,6 +31,7 @@ class FilterModule:
         return {
             "ops_inspect_table": _as_filter(_ops.inspect_table),
             "ops_scale_plan": _as_filter(_ops.scale_plan),
+            "ops_scale_placement": _as_filter(_ops.scale_placement),
             "ops_state_counts": _as_filter(_ops.state_counts),
             "ops_discovery_members": _as_filter(_ops.discovery_members),
             "ops_mask_url": _as_filter(_ops.mask_url),

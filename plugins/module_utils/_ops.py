@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, ValidationError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import cluster_subnets, spread, spread_removal
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._values import whole_number
 
 MASK = "\u2026(masked)"
@@ -327,8 +328,9 @@ def scale_plan(rows: Any, target_size: Any, token_size: Any, member_ips: Any = N
       registry is unknown, or it names addresses we cannot map to a machine), also the oldest other
       machines until token_size are protected: they boot and register first, and protecting a proxy by
       mistake costs a machine, while removing a member by mistake can cost the quorum.
-    Growing adds target - current machines (those beyond the token size join etcd as proxies). Shrinking
-    removes only non-members, newest first (launch_time, then id, descending); when that is not enough it
+    Growing adds target - current machines (those beyond the token size join etcd as proxies; scale_placement
+    says where). Shrinking removes only non-members, newest first (launch_time, then id, descending), each from the
+    subnet with the most machines left (so a cluster spread over zones stays spread); when that is not enough it
     raises ClusterError naming the members and the smallest size reachable.
     """
     target = _positive_int(target_size, "target_size")
@@ -373,13 +375,28 @@ def scale_plan(rows: Any, target_size: Any, token_size: Any, member_ips: Any = N
             f"{only}, so the smallest size is {len(members)}.",
             members=[r["id"] for r in members], smallest_size=len(members),
         )
-    removed = sorted(proxies, key=_age_key, reverse=True)[:excess]
-    plan.update(action="shrink", remove=[r["id"] for r in removed])
+    # Newest first, each from the subnet (zone) with the most machines left, so the spread over zones stays even.
+    removed_ids = spread_removal(live, sorted(proxies, key=_age_key, reverse=True), excess)
+    by_id = {r["id"]: r for r in live}
+    removed = [by_id[i] for i in removed_ids]
+    plan.update(action="shrink", remove=removed_ids)
+    spread_note = " from the fullest zones" if len(cluster_subnets(live)) > 1 else ""
     plan["reason"] = (
-        f"Removing the {'newest proxy' if excess == 1 else f'{excess} newest proxies'} {_id_list(removed)} to shrink from "
+        f"Removing the {'newest proxy' if excess == 1 else f'{excess} newest proxies'}{spread_note} {_id_list(removed)} to shrink from "
         f"{current} to {target}; the etcd members {_id_list(members)} stay ({basis})."
     )
     return plan
+
+
+def scale_placement(rows: Any, target_size: Any) -> List[Dict[str, Any]]:
+    """Where a grow puts its new machines: the subnets the cluster's machines are in, each to its count (spread()),
+    only those that get new machines. A cluster whose machines name no subnet gets one entry without a subnet."""
+    target = _positive_int(target_size, "target_size")
+    live = [r for r in _check_rows(rows) if r.get("state") in LIVE_STATES]
+    subnets = cluster_subnets(live)
+    if not subnets:
+        return [{"subnet_id": "", "availability_zone": "", "count": target, "new": max(target - len(live), 0)}]
+    return [p for p in spread(live, subnets, target) if p["new"] > 0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -391,6 +408,7 @@ _TABLE_COLUMNS = (
     ("STATE", lambda r: r.get("state")),
     ("TYPE", lambda r: r.get("instance_type")),
     ("ZONE", lambda r: r.get("availability_zone")),
+    ("LIFECYCLE", lambda r: r.get("lifecycle")),
     ("PRIVATE IP", lambda r: r.get("private_ip")),
     # Without public DNS (a VPC without DNS hostnames, or the emulator) the public IP is how to reach it.
     ("PUBLIC DNS", lambda r: r.get("public_dns_name") or r.get("public_ip")),

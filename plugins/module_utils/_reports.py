@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 def launch_summary(cluster: Mapping[str, Any], check_mode: bool = False, size: int = 0,
                    ssh_allowed_cidrs: Sequence[str] = ()) -> List[str]:
-    """The launch's last words: a headline, one line per machine (DNS name, state, id), and notes."""
+    """The launch's last words: a headline, one line per machine (DNS name, state, id, zone, and spot for a spot
+    machine), and notes."""
     where = f"{cluster.get('name')} ({cluster.get('target')}, {cluster.get('region')})"
     instances = list(cluster.get("instances") or [])
     if check_mode:
@@ -21,7 +22,9 @@ def launch_summary(cluster: Mapping[str, Any], check_mode: bool = False, size: i
     else:
         headline = (f"Cluster {where}: {len(instances)} machines, image {cluster.get('image_id')}, security group "
                     f"{cluster.get('security_group_id')}")
-    rows = [f"{i.get('public_dns_name', '')}  {i.get('state', '')}  {i.get('id', '')}" for i in instances]
+    rows = [f"{i.get('public_dns_name', '')}  {i.get('state', '')}  {i.get('id', '')}"
+            + (f"  {i['availability_zone']}" if i.get("availability_zone") else "")
+            + ("  spot" if i.get("lifecycle") == "spot" else "") for i in instances]
     notes = [] if ssh_allowed_cidrs else ["Note: ssh_allowed_cidrs is empty, so the security group admits no SSH."]
     return [headline] + rows + notes
 
@@ -31,7 +34,8 @@ def rollback_message(cluster_name: str, failure: str, keep: bool, report: Mappin
 
     report (from the launch role's rollback): machines (ids this run started), machines_removed, machines_error,
     listed/list_error (whether the cluster's machines could be listed), locked (whether this run got the lock, the
-    only way it can have started machines), security_group (id it created), security_group_removed/_error, token
+    only way it can have started machines), security_group (id it created), security_group_removed/_error,
+    launch_template (name of the one it created), launch_template_removed/_error, token
     (whether it minted one), token_protocol, token_removed/_error, lock_error, cleanup (the command for the rest).
     """
     failure = failure.rstrip().rstrip(".")
@@ -59,6 +63,15 @@ def rollback_message(cluster_name: str, failure: str, keep: bool, report: Mappin
         else:
             why = _short(report.get("security_group_error")) or "not deleted while machines may still use it"
             left.append(f"security group {group} ({why})")
+    template = report.get("launch_template") or ""
+    if template:
+        if keep:
+            left.append(f"launch template {template}")
+        elif report.get("launch_template_removed"):
+            removed.append(f"launch template {template}")
+        else:
+            why = _short(report.get("launch_template_error")) or "not deleted while machines may still use it"
+            left.append(f"launch template {template} ({why})")
     if report.get("token"):
         if report.get("token_protocol") == "public":
             left.append("the new discovery token (the public discovery service cannot delete tokens; it is unused)")

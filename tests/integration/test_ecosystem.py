@@ -219,3 +219,89 @@ def test_aws_inventory_uses_public_dns_names_or_on_request_private_ips(sandbox, 
         assert public["_meta"]["hostvars"][instance_id]["ansible_host"] == instance["PublicDnsName"]
         assert private["_meta"]["hostvars"][instance_id]["ansible_host"] == instance["PrivateIpAddress"]
         assert public["_meta"]["hostvars"][instance_id]["ansible_user"] == "core"
+
+
+# Spot machines and zones
+
+
+def default_subnets(ec2) -> dict[str, str]:
+    return {s["AvailabilityZone"]: s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s.get("DefaultForAz")}
+
+
+def by_subnet(machines: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in machines:
+        counts[m["SubnetId"]] = counts.get(m["SubnetId"], 0) + 1
+    return counts
+
+
+def test_spot_machines_spread_over_two_zones(sandbox):
+    ec2, name = sandbox.client(), "eco-spot"
+    subnets = default_subnets(ec2)
+    a, b = subnets["us-east-1a"], subnets["us-east-1b"]
+    launch_vars = sandbox.vars(cluster_name=name, cluster_size=3, instance_type="c4.large", key_name="coreos-sandbox",
+                               subnet_ids=[a, b], market="spot", spot_max_price="0.05")
+    launch = run_playbook("launch.yml", launch_vars)
+    assert launch.rc == 0, launch.out[-6000:]
+    machines = cluster_instances(ec2, name)
+    assert by_subnet(machines) == {a: 2, b: 1}  # round-robin: a, b, a
+    assert {m["InstanceLifecycle"] for m in machines} == {"spot"}
+    assert {m["Placement"]["AvailabilityZone"] for m in machines} == {"us-east-1a", "us-east-1b"}
+    for m in machines:  # the summary names each machine's zone and market
+        assert f"{m['InstanceId']}  {m['Placement']['AvailabilityZone']}  spot" in launch.out, launch.out[-3000:]
+    (template,) = ec2.describe_launch_templates(
+        Filters=[{"Name": "launch-template-name", "Values": [f"coreos-ec2-{name}"]}])["LaunchTemplates"]
+    assert {t["Key"]: t["Value"] for t in template["Tags"]}[TAG] == name
+    data = ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"], Versions=["$Default"])[
+        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert data["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert data["InstanceMarketOptions"]["SpotOptions"]["MaxPrice"] == "0.05"
+
+    again = run_playbook("launch.yml", launch_vars)
+    assert again.rc == 0 and again.recap["changed"] == 0, again.out[-6000:]
+    assert by_subnet(cluster_instances(ec2, name)) == {a: 2, b: 1}
+
+    # scale keeps the spread (the fourth goes to b) and the market (from the launch template).
+    scale = run_playbook("ops.yml", sandbox.vars(cluster_name=name, ops_action="scale", cluster_size=4))
+    assert scale.rc == 0, scale.out[-6000:]
+    machines = cluster_instances(ec2, name)
+    assert by_subnet(machines) == {a: 2, b: 2} and {m["InstanceLifecycle"] for m in machines} == {"spot"}
+
+    inspect = run_playbook("ops.yml", sandbox.vars(cluster_name=name, ops_action="inspect", ops_probe_ssh=False))
+    assert inspect.rc == 0, inspect.out[-6000:]
+    header = next(line for line in inspect.out.splitlines() if "INSTANCE" in line and "LIFECYCLE" in line)
+    assert "ZONE" in header
+    rows = [line for line in inspect.out.splitlines() if any(m["InstanceId"] in line for m in machines) and " spot " in line]
+    assert len({r.split()[0].lstrip('"') for r in rows}) == 4, inspect.out[-4000:]
+
+    # EC2 cannot stop one-time spot machines: refused before anything is stopped.
+    stop = run_playbook("ops.yml", sandbox.vars(cluster_name=name, ops_action="stop"))
+    assert stop.rc != 0 and "which EC2 cannot stop, only terminate" in stop.out, stop.out[-4000:]
+    assert {m["State"]["Name"] for m in cluster_instances(ec2, name)} == {"running"}
+
+    cleanup = run_playbook("ops.yml", sandbox.vars(cluster_name=name, ops_action="cleanup", confirm="yes"))
+    assert cleanup.rc == 0, cleanup.out[-6000:]
+    assert ec2.describe_launch_templates(
+        Filters=[{"Name": "launch-template-name", "Values": [f"coreos-ec2-{name}"]}])["LaunchTemplates"] == []
+    assert cluster_instances(ec2, name) == []
+
+
+def test_subnets_of_two_vpcs_are_refused_before_anything_exists(sandbox):
+    ec2, name = sandbox.client(), "eco-vpcs"
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    other = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24", AvailabilityZone="us-east-1c")["Subnet"]["SubnetId"]
+    try:
+        run = run_playbook("launch.yml", sandbox.vars(
+            cluster_name=name, cluster_size=2, instance_type="c4.large", key_name="coreos-sandbox",
+            subnet_ids=[default_subnets(ec2)["us-east-1a"], other, "subnet-0000000f"], market="spot"))
+        assert run.rc != 0
+        assert "subnet_ids subnet-0000000f does not exist in us-east-1" in run.out, run.out[-4000:]
+        assert "subnet_ids are in different VPCs" in run.out, run.out[-4000:]
+        assert cluster_instances(ec2, name) == []
+        assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"coreos-ec2-{name}"]}])[
+            "SecurityGroups"] == []
+        assert ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [f"coreos-ec2-{name}"]}])["LaunchTemplates"] == []
+    finally:
+        ec2.delete_subnet(SubnetId=other)
+        ec2.delete_vpc(VpcId=vpc)

@@ -15,7 +15,7 @@ def row(instance_id, private_ip, launch_time, state="running", **extra):
     base = {
         "id": instance_id, "state": state, "instance_type": "t3.small", "availability_zone": "us-east-1a",
         "private_ip": private_ip, "public_ip": "", "public_dns_name": "", "launch_time": launch_time,
-        "volume_id": "", "volume_status": "",
+        "volume_id": "", "volume_status": "", "subnet_id": "", "lifecycle": "on-demand",
     }
     base.update(extra)
     return base
@@ -377,7 +377,7 @@ SECURITY_GROUP = {
 }
 TWO = [
     row("i-0b2", "10.0.0.6", "2024-05-02T10:00:00+00:00", state="stopped", instance_type="t3.medium",
-        availability_zone="us-east-1b"),
+        availability_zone="us-east-1b", lifecycle="spot"),
     row("i-0a1", "10.0.0.5", "2024-05-01T10:00:00+00:00", public_dns_name="ec2-198-51-100-7.compute-1.amazonaws.com",
         public_ip="198.51.100.7", volume_id="vol-0aa", volume_status="attached", volume_size=100),
 ]
@@ -390,9 +390,9 @@ DISCOVERY_URL = "https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579"
 EXPECTED_REPORT = """\
 Cluster: 2 machines (1 running, 1 stopped)
 
-INSTANCE  STATE    TYPE       ZONE        PRIVATE IP  PUBLIC DNS                                LAUNCHED                   VOLUME   SIZE     VOLUME STATE
-i-0a1     running  t3.small   us-east-1a  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  2024-05-01T10:00:00+00:00  vol-0aa  100 GiB  attached
-i-0b2     stopped  t3.medium  us-east-1b  10.0.0.6    -                                         2024-05-02T10:00:00+00:00  -        -        -
+INSTANCE  STATE    TYPE       ZONE        LIFECYCLE  PRIVATE IP  PUBLIC DNS                                LAUNCHED                   VOLUME   SIZE     VOLUME STATE
+i-0a1     running  t3.small   us-east-1a  on-demand  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  2024-05-01T10:00:00+00:00  vol-0aa  100 GiB  attached
+i-0b2     stopped  t3.medium  us-east-1b  spot       10.0.0.6    -                                         2024-05-02T10:00:00+00:00  -        -        -
 
 Security group: sg-0123 (coreos-ec2-demo)
   tcp 22 from 2001:db8::/32
@@ -419,9 +419,9 @@ def test_inspect_table_without_probes_group_or_discovery():
     assert report == (
         "Cluster: 1 machine (1 running)\n"
         "\n"
-        "INSTANCE  STATE    TYPE      ZONE        PRIVATE IP  PUBLIC DNS                                "
+        "INSTANCE  STATE    TYPE      ZONE        LIFECYCLE  PRIVATE IP  PUBLIC DNS                                "
         "LAUNCHED                   VOLUME   SIZE     VOLUME STATE\n"
-        "i-0a1     running  t3.small  us-east-1a  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  "
+        "i-0a1     running  t3.small  us-east-1a  on-demand  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  "
         "2024-05-01T10:00:00+00:00  vol-0aa  100 GiB  attached\n"
         "\n"
         "Security group: not found\n"
@@ -443,8 +443,8 @@ def test_inspect_table_fills_missing_keys_and_falls_back_to_the_public_ip():
     rows = [{"id": "i-1", "state": "pending", "public_ip": "198.51.100.9"}]
     lines = o.inspect_table(rows, None, "", {}).splitlines()
     assert lines[2:4] == [
-        "INSTANCE  STATE    TYPE  ZONE  PRIVATE IP  PUBLIC DNS    LAUNCHED  VOLUME  SIZE  VOLUME STATE",
-        "i-1       pending  -     -     -           198.51.100.9  -         -       -     -",
+        "INSTANCE  STATE    TYPE  ZONE  LIFECYCLE  PRIVATE IP  PUBLIC DNS    LAUNCHED  VOLUME  SIZE  VOLUME STATE",
+        "i-1       pending  -     -     -          -           198.51.100.9  -         -       -     -",
     ]
 
 
@@ -523,7 +523,8 @@ def test_filters_are_the_helpers(filter_plugin):
     filters = filter_plugin.FilterModule().filters()
     assert sorted(filters) == [
         "ops_change_message", "ops_cleanup_message", "ops_cleanup_plan", "ops_discovery_members", "ops_fleet_view",
-        "ops_foreign_instances", "ops_inspect_table", "ops_mask_url", "ops_scale_plan", "ops_scale_summary",
+        "ops_foreign_instances", "ops_inspect_table", "ops_mask_url", "ops_scale_placement", "ops_scale_plan",
+        "ops_scale_summary",
         "ops_state_counts",
     ]
     assert filters["ops_state_counts"](FIVE) == {"running": 5}
@@ -702,3 +703,35 @@ def test_cleanup_message(changed, left, check, expected):
 ])
 def test_fleet_view(probed, fleet, via, expected):
     assert o.fleet_view(probed, fleet, via) == expected
+
+
+A, B = "subnet-0000000a", "subnet-0000000b"
+
+
+def spread_rows():
+    """Five machines over two subnets (a, c, e in A; b, d in B); a, b, c are the token's members."""
+    return [dict(r, subnet_id=A if n % 2 == 0 else B, availability_zone="us-east-1a" if n % 2 == 0 else "us-east-1b")
+            for n, r in enumerate(FIVE)]
+
+
+def test_scale_placement_fills_the_emptiest_subnets():
+    rows = spread_rows()
+    assert o.scale_placement(rows, 8) == [
+        {"subnet_id": A, "availability_zone": "us-east-1a", "count": 4, "new": 1},
+        {"subnet_id": B, "availability_zone": "us-east-1b", "count": 4, "new": 2},
+    ]
+    # Only subnets that get machines; none without a subnet at all.
+    assert o.scale_placement(rows, 6) == [{"subnet_id": B, "availability_zone": "us-east-1b", "count": 3, "new": 1}]
+    assert o.scale_placement(FIVE, 7) == [{"subnet_id": "", "availability_zone": "", "count": 7, "new": 2}]
+
+
+def test_scale_down_keeps_the_spread():
+    # A has a, c, e; B has b, d; the proxies are d and e. Shrinking by one takes e, the newest, from the fuller A.
+    plan = o.scale_plan(spread_rows(), 4, 3, ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    assert plan["remove"] == ["i-0e"]
+    assert "newest proxy from the fullest zones i-0e" in plan["reason"]
+    rows = spread_rows()
+    # Make d the newest: it is in B, which has fewer machines, so e (in A, the fuller) still goes first.
+    rows[3] = dict(rows[3], launch_time="2024-05-09T10:00:00+00:00")
+    assert o.scale_plan(rows, 4, 3, ["10.0.0.1", "10.0.0.2", "10.0.0.3"])["remove"] == ["i-0e"]
+    assert o.scale_plan(rows, 3, 3, ["10.0.0.1", "10.0.0.2", "10.0.0.3"])["remove"] == ["i-0e", "i-0d"]

@@ -9,15 +9,19 @@ import pytest
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils import _reports as r
 
 CLUSTER = {"name": "p-1", "target": "sandbox", "region": "us-east-1", "image_id": "ami-1", "security_group_id": "sg-1",
-           "instances": [{"public_dns_name": "ec2-a", "state": "running", "id": "i-1"},
-                         {"public_dns_name": "", "state": "pending", "id": "i-2"}]}
+           "instances": [{"public_dns_name": "ec2-a", "state": "running", "id": "i-1", "availability_zone": "us-east-1a",
+                          "lifecycle": "on-demand"},
+                         {"public_dns_name": "", "state": "pending", "id": "i-2", "availability_zone": "us-east-1b",
+                          "lifecycle": "spot"},
+                         {"public_dns_name": "ec2-c", "state": "running", "id": "i-3"}]}
 
 
 def test_launch_summary():
-    assert r.launch_summary(CLUSTER, False, 2, ["203.0.113.0/24"]) == [
-        "Cluster p-1 (sandbox, us-east-1): 2 machines, image ami-1, security group sg-1",
-        "ec2-a  running  i-1",
-        "  pending  i-2",
+    assert r.launch_summary(CLUSTER, False, 3, ["203.0.113.0/24"]) == [
+        "Cluster p-1 (sandbox, us-east-1): 3 machines, image ami-1, security group sg-1",
+        "ec2-a  running  i-1  us-east-1a",
+        "  pending  i-2  us-east-1b  spot",
+        "ec2-c  running  i-3",
     ]
 
 
@@ -41,6 +45,13 @@ HEAD = "Launch of cluster p-1 failed at Start the machines: denied."
             "cleanup": CLEANUP},
      f"{HEAD} Kept for inspection (keep_on_failure=true): 1 machine (i-1); the new discovery token. "
      f"Remove the rest with: {CLEANUP}"),
+    (False, {"locked": True, "listed": True, "machines": ["i-1"], "machines_removed": True,
+             "launch_template": "coreos-ec2-p-1", "launch_template_removed": True},
+     f"{HEAD} Rolled back: 1 machine (i-1); launch template coreos-ec2-p-1."),
+    (False, {"locked": True, "listed": True, "launch_template": "coreos-ec2-p-1",
+             "launch_template_error": "UnauthorizedOperation: not allowed", "cleanup": CLEANUP},
+     f"{HEAD} Nothing was rolled back. Left: launch template coreos-ec2-p-1 (UnauthorizedOperation: not allowed)."
+     f" Remove the rest with: {CLEANUP}"),
     (False, {}, f"{HEAD} Nothing had been created."),
     (False, {"checked": True}, f"{HEAD} Check mode: nothing had been created."),
     # The endpoint died half way: everything is tried, and what is left is listed with the command.
