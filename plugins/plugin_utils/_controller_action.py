@@ -37,7 +37,7 @@ _preload_filters()
 
 
 def _ec2_controller():
-    # Imported only by actions that use EC2: boto3 and the EC2 model cost about 0.5 s (see _ec2_controller).
+    # Imported only by actions that use EC2: botocore and the EC2 model cost about 0.4 s (see _ec2_controller).
     from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils import _ec2_controller as module
     return module
 
