@@ -16,6 +16,7 @@ description:
     C(DescribeInstances) per poll. Machines still on their way (C(pending), C(stopping)) are waited for first.
   - Retries throttling and the C(InvalidInstanceID.NotFound) that EC2 answers for a while after a launch.
   - Machines that do not carry the cluster's tag are never selected by O(cluster_name).
+  - Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff,
@@ -88,114 +89,25 @@ instances:
       volume_status: attached
 """
 
-import time
-
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
-
-from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instances import (
-    API_CALL,
-    batches,
-    describe_states,
-    needs_action,
-    poll_delays,
-    state_plan,
-    unreachable_message,
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instance_state import (
+    INSTANCE_STATE_OPTIONS,
+    instance_state_argument_spec,
+    run_instance_state,
 )
-
-# Right after RunInstances, EC2 may not know the new ids for a while: that answer is retried like throttling.
-RETRY = AWSRetry.jittered_backoff(retries=10, catch_extra_error_codes=["InvalidInstanceID.NotFound"])
-
-
-@RETRY
-def _describe(client, **kwargs):
-    pages = client.get_paginator("describe_instances").paginate(**kwargs).build_full_result()
-    return [camel_dict_to_snake_dict(i) for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
-
-
-def _filters(mapping):
-    return [{"Name": name, "Values": value if isinstance(value, list) else [value]} for name, value in mapping.items()]
 
 
 def main() -> None:
-    module = AnsibleAWSModule(
-        argument_spec=dict(
-            cluster_name=dict(type="str"),
-            instance_ids=dict(type="list", elements="str"),
-            state=dict(type="str", required=True, choices=["running", "stopped", "terminated"]),
-            wait=dict(type="bool", default=True),
-            wait_timeout=dict(type="int", default=600),
-        ),
-        required_one_of=[["cluster_name", "instance_ids"]],
-        mutually_exclusive=[["cluster_name", "instance_ids"]],
-        supports_check_mode=True,
-    )
-    p = module.params
-    target = p["state"]
-    if p["instance_ids"] is not None and not p["instance_ids"]:
-        module.exit_json(changed=False, changed_ids=[], instances=[])
-    client = module.client("ec2", retry_decorator=RETRY)
-
-    def describe(ids=None):
-        try:
-            if ids is not None:
-                return instance_rows(_describe(client, InstanceIds=ids))
-            states = ["pending", "running", "stopping", "stopped"] + (["shutting-down"] if target == "terminated" else [])
-            return instance_rows(_describe(client, Filters=_filters(instance_filters(p["cluster_name"], states))))
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-            module.fail_json_aws(e, msg="Failed to describe the machines")
-
-    rows = describe(p["instance_ids"])
-    before = describe_states(rows)
-    ids = [r["id"] for r in rows]
-    plan = state_plan(rows, target)
-    if plan["unreachable"]:
-        module.fail_json(msg=unreachable_message(plan["unreachable"], target), instances=rows)
-    work = needs_action(plan, before, target)
-    diff = {"before": before, "after": {i: target for i in ids}}
-    if module.check_mode or not (plan["act"] or plan["wait"]) or (not work and not p["wait"]):
-        module.exit_json(changed=bool(work), changed_ids=work, instances=rows, diff=diff)
-
-    acted: set = set()
-    api = getattr(client, API_CALL[target])
-    delays = poll_delays(p["wait_timeout"])
-    while True:
-        for batch in batches(plan["act"]):
-            try:
-                api(aws_retry=True, InstanceIds=batch)
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-                module.fail_json_aws(e, msg=f"Failed to bring {', '.join(batch)} to {target}"
-                                     + (f" (already sent there: {', '.join(sorted(acted))})" if acted else ""))
-            acted.update(batch)
-        states = describe_states(rows)
-        # Without wait, stay only for machines that still need an action once they leave pending or stopping.
-        if not p["wait"] and not [i for i in needs_action(plan, states, target) if i not in plan["act"]]:
-            break
-        if not plan["act"] and not plan["wait"]:
-            break
-        delay = next(delays, None)
-        if delay is None:
-            late = {i: s for i, s in states.items() if s != target}
-            module.fail_json(
-                msg=f"Waited {p['wait_timeout']} s for {len(late)} machines to reach {target}: "
-                    + ", ".join(f"{i} is {s}" for i, s in sorted(late.items())),
-                changed=bool(acted), changed_ids=sorted(acted), instances=rows)
-        time.sleep(delay)
-        rows = describe(ids)
-        plan = state_plan(rows, target)
-        if plan["unreachable"]:
-            module.fail_json(msg=unreachable_message(plan["unreachable"], target), changed=bool(acted),
-                             changed_ids=sorted(acted), instances=rows)
-    changed = bool(acted or work)
-    module.exit_json(changed=changed, changed_ids=sorted(acted | set(work)), instances=rows,
-                     diff=diff if changed else {"before": before, "after": before})
+    module = AnsibleAWSModule(argument_spec=instance_state_argument_spec(), supports_check_mode=True,
+                              **INSTANCE_STATE_OPTIONS)
+    client = module.client("ec2")
+    try:
+        result, dummy = run_instance_state(client, module.params, check_mode=module.check_mode)
+    except ClusterError as exc:
+        module.fail_json(msg=exc.msg, **{k: v for k, v in exc.details.items() if k in ("changed", "changed_ids", "instances")})
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
