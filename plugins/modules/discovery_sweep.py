@@ -14,6 +14,7 @@ description:
     the discovery URLs recorded on security groups, in the whole region, not only one cluster's.
   - Meant for an etcd that only holds this collection's tokens, such as the sandbox's; the C(ops) role's
     C(cleanup) runs it there. Never point it at an etcd that other tools keep tokens in.
+  - Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.discovery, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.diff]
@@ -53,57 +54,22 @@ kept:
   type: int
 """
 
-import json
-from urllib.parse import urlencode
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.base import REGISTRY_PREFIX
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import (
-    HttpStatusError,
-    Transport,
-    transport_argument_spec,
-    transport_options,
-)
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.sweep import orphan_tokens, registry_tokens
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.sweep import run_sweep, sweep_argument_spec
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            service=dict(type="str", required=True),
-            referenced=dict(type="list", elements="str", default=[], no_log=True),
-            **transport_argument_spec(),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    transport = Transport(**transport_options(p))
-    base = p["service"].rstrip("/") + "/v2/keys" + REGISTRY_PREFIX
+    module = AnsibleModule(argument_spec=sweep_argument_spec(), supports_check_mode=True)
     try:
-        try:
-            listing = json.loads(transport.request("GET", base)[1])
-        except HttpStatusError as exc:
-            if exc.code != 404:
-                raise
-            listing = {}
-        tokens = registry_tokens(listing)
-        orphans = orphan_tokens(tokens, p["referenced"])
-        if not module.check_mode:
-            for token in orphans:
-                try:
-                    transport.request("DELETE", f"{base}/{token}?{urlencode({'recursive': 'true', 'dir': 'true'})}")
-                except HttpStatusError as exc:
-                    if exc.code != 404:  # gone already: another cleanup was quicker
-                        raise
+        result, dummy = run_sweep(module.params, check_mode=module.check_mode)
     except ClusterError as exc:
-        module.fail_json(msg=f"Failed to sweep the discovery tokens at {p['service']}: {exc.msg}")
-    except (HttpStatusError, OSError, ValueError) as exc:
-        module.fail_json(msg=f"Failed to sweep the discovery tokens at {p['service']}: {exc}")
-    result = dict(changed=bool(orphans), removed=len(orphans), kept=len(tokens) - len(orphans))
+        module.fail_json(msg=exc.msg)
+    diff = result.pop("diff")
     if module._diff:
-        result["diff"] = {"before": {"tokens": len(tokens)}, "after": {"tokens": len(tokens) - len(orphans)}}
+        result["diff"] = diff
     module.exit_json(**result)
 
 

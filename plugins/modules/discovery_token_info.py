@@ -16,6 +16,7 @@ description:
     not take discovery URLs apart.
   - Never changes anything, and does not fail because the token cannot be read (service down, not an etcd, ...);
     it then returns RV(msg), with RV(exists) and RV(size) V(null). Bad options do fail.
+  - Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.discovery, coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module]
@@ -181,30 +182,19 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec, transport_options
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import token_info
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.states import (
+    TOKEN_INFO_MUTUALLY_EXCLUSIVE,
+    run_token_info,
+    token_info_argument_spec,
+)
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            url=dict(type="str", no_log=True),
-            token=dict(type="str", no_log=True),
-            protocol=dict(type="str", choices=["public", "etcd_v2", "etcd_v3"]),
-            service=dict(type="str"),
-            endpoints=dict(type="list", elements="str"),
-            **transport_argument_spec(),
-        ),
-        mutually_exclusive=[("service", "endpoints")],
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=token_info_argument_spec(), mutually_exclusive=TOKEN_INFO_MUTUALLY_EXCLUSIVE,
+                           supports_check_mode=True)
     try:
-        result = token_info(
-            p["protocol"], url=p["url"], service=p["service"], endpoints=p["endpoints"], token=p["token"],
-            **transport_options(p),
-        )
+        result, dummy = run_token_info(module.params)
     except ClusterError as exc:
         module.fail_json(msg=exc.msg)
     module.exit_json(**result)

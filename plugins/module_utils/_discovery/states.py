@@ -219,3 +219,28 @@ def run_token(p: Dict[str, Any], check_mode: bool = False) -> Tuple[Dict[str, An
             check_mode=check_mode, **transport,
         )
     return result, result.pop("warnings")
+
+
+def token_info_argument_spec() -> Dict[str, Any]:
+    """The discovery_token_info module's options (the module and the controller-side action plugin)."""
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_argument_spec
+
+    return dict(
+        url=dict(type="str", no_log=True),
+        token=dict(type="str", no_log=True),
+        protocol=dict(type="str", choices=["public", "etcd_v2", "etcd_v3"]),
+        service=dict(type="str"),
+        endpoints=dict(type="list", elements="str"),
+        **transport_argument_spec(),
+    )
+
+
+TOKEN_INFO_MUTUALLY_EXCLUSIVE = [("service", "endpoints")]
+
+
+def run_token_info(p: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """The discovery_token_info module's result; raises ClusterError for bad input."""
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.http import transport_options
+
+    return token_info(p["protocol"], url=p["url"], service=p["service"], endpoints=p["endpoints"], token=p["token"],
+                      **transport_options(p)), []

@@ -1,0 +1,94 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a cleanup reads before it removes anything, in one run: the cluster's security group, the machines outside
+the cluster that still use it, and (for the sandbox's token sweep) every discovery URL the region still names and
+whether any cluster's launch or scale holds its lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import CLUSTER_TAG_KEY
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.user_data import find_discovery_in_user_data
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import LOCK_TAG_KEY, PENDING_DISCOVERY_TAG_KEY
+
+# Machines that still hold a group, or may still carry a discovery URL, are in any of these states.
+ALIVE = ["pending", "running", "shutting-down", "stopping", "stopped"]
+
+
+def cleanup_info_argument_spec() -> dict[str, Any]:
+    """The cluster_cleanup_info module's options (module and controller-side action plugin)."""
+    return dict(
+        cluster_name=dict(type="str", required=True),
+        security_group_name=dict(type="str", required=True),
+        sweep=dict(type="bool", default=False),
+    )
+
+
+def _tags(resource: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+
+
+def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"Name": k, "Values": v if isinstance(v, list) else [v]} for k, v in mapping.items()]
+
+
+def _instances(client: Any, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    pages = client.get_paginator("describe_instances").paginate(Filters=_filters(filters)).build_full_result()
+    return [i for r in pages.get("Reservations", []) for i in r.get("Instances", [])]
+
+
+def _groups(client: Any, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    pages = client.get_paginator("describe_security_groups").paginate(Filters=_filters(filters)).build_full_result()
+    return pages.get("SecurityGroups", [])
+
+
+def run_cleanup_info(client: Any, p: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The cluster_cleanup_info result; raises ClusterError naming the read that failed."""
+    name = p["cluster_name"]
+    step = f"read security group {p['security_group_name']}"
+    try:
+        groups = _groups(client, {"group-name": p["security_group_name"], f"tag:{CLUSTER_TAG_KEY}": name})
+        # ec2_security_group_info's shape (snake_case, tags as a dict), which the ops filters take.
+        security_groups = [dict(camel_dict_to_snake_dict({k: v for k, v in g.items() if k != "Tags"}), tags=_tags(g))
+                           for g in groups]
+        foreign: list[str] = []
+        if groups:
+            step = f"find the machines that use security group {groups[0]['GroupId']}"
+            users = _instances(client, {"instance.group-id": groups[0]["GroupId"], "instance-state-name": ALIVE})
+            foreign = sorted(i["InstanceId"] for i in users if _tags(i).get(CLUSTER_TAG_KEY) != name)
+        result: dict[str, Any] = {"changed": False, "security_groups": security_groups, "foreign": foreign,
+                                  "referenced": [], "locked": False, "sweep_blocked": ""}
+        if p["sweep"]:
+            step = "read the discovery URLs of every machine in the region"
+            referenced, unreadable = [], []
+            # Not this cluster's machines and group: the cleanup removes them before it sweeps.
+            for instance in _instances(client, {"instance-state-name": ALIVE}):
+                if _tags(instance).get(CLUSTER_TAG_KEY) == name:
+                    continue
+                answer = client.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+                try:
+                    found = find_discovery_in_user_data((answer.get("UserData") or {}).get("Value") or "") or {}
+                except ClusterError:
+                    # Two settings in one user data: which token it uses is unknown, so none may be swept.
+                    unreadable.append(instance["InstanceId"])
+                    continue
+                if found.get("url"):
+                    referenced.append(found["url"])
+            step = "read the launch records and locks of the region's clusters"
+            tagged = _groups(client, {"tag-key": CLUSTER_TAG_KEY})
+            referenced += [_tags(g)[PENDING_DISCOVERY_TAG_KEY] for g in tagged
+                           if _tags(g).get(PENDING_DISCOVERY_TAG_KEY) and _tags(g).get(CLUSTER_TAG_KEY) != name]
+            locked = sorted(g["GroupName"] for g in tagged if LOCK_TAG_KEY in _tags(g))
+            blocked = (f"a launch or scale holds a lock ({', '.join(locked)})" if locked else
+                       f"the user data of {', '.join(unreadable)} names two discovery settings" if unreadable else "")
+            result.update(referenced=referenced, locked=bool(locked), sweep_blocked=blocked)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        raise ClusterError(f"Failed to {step}: {exc}") from exc
+    return result, []
