@@ -16,7 +16,13 @@ from ansible.module_utils.common.dict_transformations import camel_dict_to_snake
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import PENDING_DISCOVERY_TAG_KEY, group_tags
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import spread, subnet_problems, subnet_rows
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import (
+    LIVE_STATES,
+    cluster_subnets,
+    spread,
+    subnet_problems,
+    subnet_rows,
+)
 
 
 def newest_image(images: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -212,12 +218,31 @@ def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, 
             result["subnets"] = subnets
             zone_problems = subnet_problems(subnet_ids, subnets, region, rows,
                                             result["security_group"].get("vpc_id", ""))
+        elif not complete:
+            # Without subnet_ids, new machines go where the cluster's machines are, or into the default subnet
+            # ec2_instance would pick (the first zone's of the default VPC). Naming it saves ec2_instance two
+            # lookups of the default VPC and subnet per new machine.
+            subnets = cluster_subnets(rows)
+            if any(not r["subnet_id"] for r in rows if r["state"] in LIVE_STATES):
+                subnets = []  # a machine outside any subnet: count the whole cluster, as ec2_instance alone would
+            elif not subnets:
+                step = "find the default VPC's default subnets"
+                vpcs = client.describe_vpcs(Filters=_filters({"is-default": "true"}))["Vpcs"]
+                defaults = client.describe_subnets(Filters=_filters({
+                    "vpc-id": vpcs[0]["VpcId"], "default-for-az": "true", "state": "available"}))["Subnets"] if vpcs else []
+                if defaults:
+                    first = min(defaults, key=lambda s: s.get("AvailabilityZone", ""))
+                    subnets = subnet_rows([first], [first["SubnetId"]])
+                    result["subnets"] = subnets
+                else:
+                    zone_problems.append(f"{region} has no default VPC with a default subnet: give subnet_ids "
+                                         "(subnets of the VPC to launch into)")
         result["placement"] = spread(rows, subnets, p["size"]) if subnets else [
             {"subnet_id": "", "availability_zone": "", "count": p["size"], "new": max(p["size"] - len(rows), 0)}]
 
         offered, similar = None, []
         zones = sorted({s["availability_zone"] for s in subnets})
-        if p["check_offering"] and len(rows) < p["size"] and zones and not zone_problems:
+        if p["check_offering"] and len(rows) < p["size"] and subnet_ids and zones and not zone_problems:
             # Each zone must offer the type: a region that offers it may still lack it in one zone.
             step = f"check that zones {', '.join(zones)} offer {p['instance_type']}"
             pages = client.get_paginator("describe_instance_type_offerings").paginate(
@@ -229,7 +254,7 @@ def lookup_cluster(client: Any, p: Mapping[str, Any], region: str) -> dict[str, 
                     zone_problems.append(
                         f"instance_type {p['instance_type']} is not offered in zone {subnet['availability_zone']} "
                         f"(subnet {subnet['subnet_id']}): give subnets in zones that offer it, or another type")
-        elif p["check_offering"] and len(rows) < p["size"] and not subnets:
+        elif p["check_offering"] and len(rows) < p["size"] and not subnet_ids:
             step = f"check that {region} offers {p['instance_type']}"
             offerings = client.describe_instance_type_offerings(
                 LocationType="region",

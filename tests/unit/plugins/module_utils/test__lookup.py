@@ -114,10 +114,26 @@ def test_lookup_spreads_over_the_given_subnets(ec2):
     assert not [p for p in found["problems"] if "subnet" in p or "zone" in p]
 
 
-def test_lookup_without_subnets_has_one_placement(ec2):
+def test_lookup_without_subnets_names_the_default_subnet_ec2_instance_would_pick(ec2):
+    a, dummy = _zone_subnets(ec2)
     found = lu.lookup_cluster(ec2, _lookup_params(), "us-east-1")
-    assert found["placement"] == [{"subnet_id": "", "availability_zone": "", "count": 3, "new": 3}]
-    assert found["subnets"] == []
+    assert found["placement"] == [{"subnet_id": a, "availability_zone": "us-east-1a", "count": 3, "new": 3}]
+    assert [s["subnet_id"] for s in found["subnets"]] == [a]
+
+
+def test_lookup_without_subnets_completes_a_cluster_where_its_machines_are(ec2):
+    dummy, b = _zone_subnets(ec2)
+    ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, SubnetId=b, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "coreos-ec2-cluster", "Value": "p-1"}]}])
+    found = lu.lookup_cluster(ec2, _lookup_params(), "us-east-1")
+    assert found["placement"] == [{"subnet_id": b, "availability_zone": "us-east-1b", "count": 3, "new": 2}]
+
+
+def test_lookup_in_a_region_without_default_vpc_asks_for_subnets(ec2):
+    for subnet in ec2.describe_subnets()["Subnets"]:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    found = lu.lookup_cluster(ec2, _lookup_params(), "us-east-1")
+    assert "us-east-1 has no default VPC with a default subnet: give subnet_ids" in " ".join(found["problems"])
 
 
 def test_lookup_names_unknown_subnets_and_other_vpcs(ec2):
