@@ -33,8 +33,8 @@ def test_the_models_are_parsed_when_the_module_is_imported(ec2_controller):
     (None, "https://ec2.eu-west-1.amazonaws.com"),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
 ])
-def test_each_client_has_its_own_region_endpoint_and_credentials_and_shares_the_models(ec2_controller, endpoint_url,
-                                                                                      expected):
+def test_each_client_has_its_own_region_endpoint_and_credentials_and_shares_the_models(
+        ec2_controller, endpoint_url, expected):
     client = ec2_controller.ec2_client(_args(endpoint_url=endpoint_url, access_key="key-" + str(endpoint_url)))
     assert client.meta.endpoint_url == expected
     assert client.meta.region_name == "eu-west-1"
