@@ -390,9 +390,12 @@ DISCOVERY_URL = "https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579"
 EXPECTED_REPORT = """\
 Cluster: 2 machines (1 running, 1 stopped)
 
-INSTANCE  STATE    TYPE       ZONE        LIFECYCLE  PRIVATE IP  PUBLIC DNS                                LAUNCHED                   VOLUME   SIZE     VOLUME STATE
-i-0a1     running  t3.small   us-east-1a  on-demand  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  2024-05-01T10:00:00+00:00  vol-0aa  100 GiB  attached
-i-0b2     stopped  t3.medium  us-east-1b  spot       10.0.0.6    -                                         2024-05-02T10:00:00+00:00  -        -        -
+INSTANCE  STATE    TYPE       ZONE        LIFECYCLE  PRIVATE IP  PUBLIC DNS                                \
+LAUNCHED                   VOLUME   SIZE     VOLUME STATE
+i-0a1     running  t3.small   us-east-1a  on-demand  10.0.0.5    ec2-198-51-100-7.compute-1.amazonaws.com  \
+2024-05-01T10:00:00+00:00  vol-0aa  100 GiB  attached
+i-0b2     stopped  t3.medium  us-east-1b  spot       10.0.0.6    -                                         \
+2024-05-02T10:00:00+00:00  -        -        -
 
 Security group: sg-0123 (coreos-ec2-demo)
   tcp 22 from 2001:db8::/32
