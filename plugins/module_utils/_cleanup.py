@@ -92,3 +92,47 @@ def run_cleanup_info(client: Any, p: Mapping[str, Any]) -> tuple[dict[str, Any],
             raise
         raise ClusterError(f"Failed to {step}: {exc}") from exc
     return result, []
+
+
+def group_delete_argument_spec() -> dict[str, Any]:
+    """The cluster_group_delete module's options (module and controller-side action plugin)."""
+    return dict(
+        group_id=dict(type="str", required=True),
+        timeout=dict(type="int", default=150),
+        delay=dict(type="float", default=5.0),
+    )
+
+
+def run_group_delete(client: Any, p: Mapping[str, Any], check_mode: bool = False,
+                     sleep: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """Delete a security group; while AWS still counts it as used (DependencyViolation, for a while after its
+    machines were terminated) try again every `delay` seconds up to `timeout`. Anything else fails at once with
+    AWS's message; a group that is gone already is no change."""
+    # pylint: disable=import-outside-toplevel
+    import time
+
+    sleep = sleep or time.sleep
+    group_id = p["group_id"]
+
+    def code(exc: BaseException) -> str:
+        return str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
+
+    waited = 0.0
+    while True:
+        try:
+            if check_mode:
+                client.describe_security_groups(GroupIds=[group_id])
+            else:
+                client.delete_security_group(GroupId=group_id)
+            return {"changed": True, "group_id": group_id, "waited": waited,
+                    "diff": {"before": {"security_group": group_id}, "after": {}}}, []
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if not type(exc).__module__.startswith("botocore"):
+                raise
+            if code(exc) == "InvalidGroup.NotFound":
+                return {"changed": False, "group_id": group_id, "waited": waited, "diff": {"before": {}, "after": {}}}, []
+            if code(exc) != "DependencyViolation" or waited + p["delay"] > p["timeout"]:
+                raise ClusterError(f"Failed to delete security group {group_id}"
+                                   + (f" after {waited:.0f} s of DependencyViolation" if waited else "") + f": {exc}") from exc
+        sleep(p["delay"])
+        waited += p["delay"]

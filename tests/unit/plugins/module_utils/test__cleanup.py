@@ -59,3 +59,53 @@ def test_sweep_names_every_other_url_and_sees_locks(ec2):
 def test_another_clusters_group_of_the_same_name_is_not_the_clusters(ec2):
     found, dummy = run_cleanup_info(ec2, {"cluster_name": "q", "security_group_name": "coreos-ec2-p-1", "sweep": False})
     assert found["security_groups"] == [] and found["foreign"] == []
+
+
+class StillInUse:
+    """A client whose group AWS still counts as used for the first `busy` tries."""
+
+    def __init__(self, real, busy, code="DependencyViolation"):
+        self.real, self.busy, self.code, self.tries = real, busy, code, 0
+
+    def delete_security_group(self, **kwargs):
+        from botocore.exceptions import ClientError  # pylint: disable=import-outside-toplevel
+
+        self.tries += 1
+        if self.tries <= self.busy:
+            raise ClientError({"Error": {"Code": self.code, "Message": "resource has a dependent object"}},
+                              "DeleteSecurityGroup")
+        return self.real.delete_security_group(**kwargs)
+
+    def describe_security_groups(self, **kwargs):
+        return self.real.describe_security_groups(**kwargs)
+
+
+def group_id(ec2):
+    return ec2.describe_security_groups(GroupNames=["coreos-ec2-q"])["SecurityGroups"][0]["GroupId"]
+
+
+def test_group_delete_waits_out_dependency_violation(ec2):
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cleanup import run_group_delete
+
+    gid, slept = group_id(ec2), []
+    checked, dummy = run_group_delete(ec2, {"group_id": gid, "timeout": 150, "delay": 5.0}, check_mode=True)
+    assert checked["changed"] and group_id(ec2) == gid
+    result, dummy = run_group_delete(StillInUse(ec2, 3), {"group_id": gid, "timeout": 150, "delay": 5.0},
+                                     sleep=slept.append)
+    assert result["changed"] and result["waited"] == 15.0 and slept == [5.0] * 3
+    again, dummy = run_group_delete(ec2, {"group_id": gid, "timeout": 150, "delay": 5.0})
+    assert not again["changed"]
+
+
+def test_group_delete_gives_up_with_aws_message(ec2):
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cleanup import run_group_delete
+    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+
+    gid = group_id(ec2)
+    with pytest.raises(ClusterError, match="after 10 s of DependencyViolation: .*dependent object"):
+        run_group_delete(StillInUse(ec2, 99), {"group_id": gid, "timeout": 10, "delay": 5.0}, sleep=lambda s: None)
+    slept = []
+    with pytest.raises(ClusterError, match=f"Failed to delete security group {gid}: .*UnauthorizedOperation"):
+        run_group_delete(StillInUse(ec2, 1, "UnauthorizedOperation"), {"group_id": gid, "timeout": 150, "delay": 5.0},
+                         sleep=slept.append)
+    assert slept == []

@@ -1,0 +1,17 @@
+# Copyright: coreos_ec2.cluster contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cluster_user_data_info on the controller: one machine and its user data without a module process."""
+
+from __future__ import annotations
+
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._machine_data import (
+    run_user_data_info,
+    user_data_info_argument_spec,
+)
+from ansible_collections.coreos_ec2.cluster.plugins.plugin_utils._controller_action import ControllerAction
+
+
+class ActionModule(ControllerAction):
+    argument_spec = staticmethod(user_data_info_argument_spec)
+    work = staticmethod(run_user_data_info)
+    uses_ec2 = True
