@@ -13,7 +13,7 @@ from ansible.module_utils.common.dict_transformations import camel_dict_to_snake
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import CLUSTER_TAG_KEY
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._discovery.user_data import find_discovery_in_user_data
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, aws_error_code, is_botocore_error
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import LOCK_TAG_KEY, PENDING_DISCOVERY_TAG_KEY
 
 # Machines that still hold a group, or may still carry a discovery URL, are in any of these states.
@@ -88,7 +88,7 @@ def run_cleanup_info(client: Any, p: Mapping[str, Any]) -> tuple[dict[str, Any],
                        f"the user data of {', '.join(unreadable)} names two discovery settings" if unreadable else "")
             result.update(referenced=referenced, locked=bool(locked), sweep_blocked=blocked)
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        if not type(exc).__module__.startswith("botocore"):
+        if not is_botocore_error(exc):
             raise
         raise ClusterError(f"Failed to {step}: {exc}") from exc
     return result, []
@@ -114,9 +114,6 @@ def run_group_delete(client: Any, p: Mapping[str, Any], check_mode: bool = False
     sleep = sleep or time.sleep
     group_id = p["group_id"]
 
-    def code(exc: BaseException) -> str:
-        return str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
-
     waited = 0.0
     while True:
         try:
@@ -127,11 +124,11 @@ def run_group_delete(client: Any, p: Mapping[str, Any], check_mode: bool = False
             return {"changed": True, "group_id": group_id, "waited": waited,
                     "diff": {"before": {"security_group": group_id}, "after": {}}}, []
         except Exception as exc:  # pylint: disable=broad-exception-caught
-            if not type(exc).__module__.startswith("botocore"):
+            if not is_botocore_error(exc):
                 raise
-            if code(exc) == "InvalidGroup.NotFound":
+            if aws_error_code(exc) == "InvalidGroup.NotFound":
                 return {"changed": False, "group_id": group_id, "waited": waited, "diff": {"before": {}, "after": {}}}, []
-            if code(exc) != "DependencyViolation" or waited + p["delay"] > p["timeout"]:
+            if aws_error_code(exc) != "DependencyViolation" or waited + p["delay"] > p["timeout"]:
                 raise ClusterError(f"Failed to delete security group {group_id}"
                                    + (f" after {waited:.0f} s of DependencyViolation" if waited else "") + f": {exc}") from exc
         sleep(p["delay"])

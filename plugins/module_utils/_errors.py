@@ -21,3 +21,19 @@ class ClusterError(Exception):
 
 class ValidationError(ClusterError):
     """Bad input, found before anything was created."""
+
+
+# botocore's errors, read without importing botocore (module_utils also run where it is missing or not yet loaded).
+def is_botocore_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("botocore")
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError (DependencyViolation, ...); '' for any other exception."""
+    return str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
+
+
+def aws_error_text(exc: BaseException) -> str:
+    """'Code: Message' of a botocore ClientError, else the exception's own text."""
+    error = (getattr(exc, "response", None) or {}).get("Error") or {}
+    return f"{error.get('Code')}: {error.get('Message')}" if error.get("Code") else str(exc)

@@ -14,7 +14,12 @@ from typing import Any, Callable, Mapping
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import (
+    ClusterError,
+    aws_error_code,
+    aws_error_text,
+    is_botocore_error,
+)
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instances import (
     API_CALL,
     TARGETS,
@@ -49,19 +54,6 @@ INSTANCE_STATE_OPTIONS = {
 }
 
 
-def _code(exc: BaseException) -> str:
-    return str(((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") or "")
-
-
-def _text(exc: BaseException) -> str:
-    error = (getattr(exc, "response", None) or {}).get("Error") or {}
-    return f"{error.get('Code')}: {error.get('Message')}" if error.get("Code") else str(exc)
-
-
-def _is_botocore(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("botocore")
-
-
 def run_instance_state(client: Any, p: Mapping[str, Any], check_mode: bool = False,
                        sleep: Callable[[float], object] = time.sleep) -> tuple[dict[str, Any], list[str]]:
     """Bring the machines to p['state'] (waiting unless p['wait'] is false); raises ClusterError."""
@@ -71,11 +63,11 @@ def run_instance_state(client: Any, p: Mapping[str, Any], check_mode: bool = Fal
 
     def call(func: Callable[[], Any], what: str) -> Any:
         try:
-            return retry_call(func, is_retryable=lambda e: _code(e) in RETRYABLE_CODES, attempts=8, sleep=sleep)
+            return retry_call(func, is_retryable=lambda e: aws_error_code(e) in RETRYABLE_CODES, attempts=8, sleep=sleep)
         except Exception as exc:  # pylint: disable=broad-exception-caught
-            if not _is_botocore(exc):
+            if not is_botocore_error(exc):
                 raise
-            raise ClusterError(f"Failed to {what}: {_text(exc)}") from exc
+            raise ClusterError(f"Failed to {what}: {aws_error_text(exc)}") from exc
 
     def describe(ids: list[str] | None = None) -> list[dict[str, Any]]:
         if ids is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import CLUSTER_TAG_KEY
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, aws_error_text, is_botocore_error
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import (
     MARKETS,
     launch_template_data,
@@ -37,12 +37,6 @@ def template_argument_spec() -> dict[str, Any]:
 
 def _tags(template: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in template.get("Tags") or []}
-
-
-def _error_text(exc: BaseException) -> str:
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error") or {}
-    return f"{error.get('Code')}: {error.get('Message')}" if error.get("Code") else str(exc)
 
 
 def find_template(client: Any, name: str, cluster_name: str) -> dict[str, Any] | None:
@@ -120,6 +114,6 @@ def run_launch_template(client: Any, p: Mapping[str, Any], check_mode: bool = Fa
         raise
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # botocore's errors (its classes are not imported here) become one message naming the step.
-        if not type(exc).__module__.startswith("botocore"):
+        if not is_botocore_error(exc):
             raise
-        raise ClusterError(f"Failed to {step}: {_error_text(exc)}") from exc
+        raise ClusterError(f"Failed to {step}: {aws_error_text(exc)}") from exc

@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import CLUSTER_TAG_KEY
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError, aws_error_code
 
 LOCK_TAG_KEY = "coreos-ec2-cluster-lock"
 PENDING_DISCOVERY_TAG_KEY = "coreos-ec2-cluster-discovery"
@@ -101,10 +101,6 @@ def held_message(cluster_name: str, group: str, value: str, now: datetime.dateti
 
 
 POLL = 5.0
-
-
-def _error_code(exc: BaseException) -> str:
-    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
 
 def _now() -> datetime.datetime:
@@ -216,7 +212,7 @@ def run_lock(client: Any, p: Mapping[str, Any], check_mode: bool = False) -> tup
             return dict(changed=True, run_id=run_id, group_id=group_id, created=True, broken="",
                         diff={"before": {}, "after": {"security_group": name, "group_id": group_id}}), warnings
         except Exception as e:  # pylint: disable=broad-exception-caught
-            if _error_code(e) != "InvalidGroup.Duplicate":
+            if aws_error_code(e) != "InvalidGroup.Duplicate":
                 raise ClusterError(f"Failed to create security group {name}: {e}") from None
         # Another run created it first: it holds the lock, which is waited for below, once the group shows.
         deadline = time.monotonic() + 60
