@@ -709,13 +709,16 @@ def unpatch() -> Iterator[None]:
     """patch_moto changes moto's classes for the whole process: put them back after each test."""
     from moto.ec2.models.instances import InstanceBackend  # pylint: disable=import-outside-toplevel
     from moto.ec2.models.subnets import SubnetBackend  # pylint: disable=import-outside-toplevel
+    from moto.ec2.models.tags import TagBackend  # pylint: disable=import-outside-toplevel
     from moto.ec2.models.vpcs import VPCBackend  # pylint: disable=import-outside-toplevel
 
-    saved = (VPCBackend.create_default_vpc, InstanceBackend.run_instances, SubnetBackend.create_default_subnet)
+    saved = (VPCBackend.create_default_vpc, InstanceBackend.run_instances, SubnetBackend.create_default_subnet,
+             TagBackend.describe_tags)
     try:
         yield
     finally:
-        VPCBackend.create_default_vpc, InstanceBackend.run_instances, SubnetBackend.create_default_subnet = saved
+        (VPCBackend.create_default_vpc, InstanceBackend.run_instances, SubnetBackend.create_default_subnet,
+         TagBackend.describe_tags) = saved
 
 
 def _default_vpc_and_subnets(client: Any) -> tuple[ipaddress.IPv4Network, dict[str, dict[str, Any]]]:
@@ -794,13 +797,47 @@ def test_patch_moto_default_vpc_exists_once(unpatch: None) -> None:
         assert [v["CidrBlock"] for v in client.describe_vpcs()["Vpcs"]] == ["10.131.0.0/16"]
 
 
+def test_patch_moto_reads_one_resource_s_tags_as_moto_does(unpatch: None) -> None:
+    """The tag lookup by id gives moto's own answers, and every other tag query still goes through moto."""
+    from moto.ec2.models.tags import TagBackend  # pylint: disable=import-outside-toplevel
+
+    original = TagBackend.describe_tags
+    with mock_aws():
+        ec2_emulator.patch_moto("10.131.0.0/16")
+        assert TagBackend.describe_tags is not original
+        client = ec2_client()
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "coreos-ec2:cluster", "Value": name},
+                                                      {"Key": "Name", "Value": f"{name}-node"}]}
+                for name in ("a", "b")]
+        first = _run(client, TagSpecifications=[tags[0]])["InstanceId"]
+        second = _run(client, TagSpecifications=[tags[1]])["InstanceId"]
+        client.create_tags(Resources=[first], Tags=[{"Key": "extra", "Value": "1"}])
+        client.delete_tags(Resources=[second], Tags=[{"Key": "Name"}])
+        untagged = _run(client)["InstanceId"]
+        from moto.core import DEFAULT_ACCOUNT_ID  # pylint: disable=import-outside-toplevel
+        from moto.ec2.models import ec2_backends  # pylint: disable=import-outside-toplevel
+
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
+        for query in ({"resource-id": [first]}, {"resource-id": [second]}, {"resource-id": [untagged]},
+                      {"resource-id": ["i-0000000000000000"]}, {"resource-id": ["i-*"]},
+                      {"resource-id": [first, second]}, {"resource-id": [first], "key": ["Name"]}, None):
+            assert TagBackend.describe_tags(backend, query) == original(backend, query), query
+        assert [t["key"] for t in TagBackend.describe_tags(backend, {"resource-id": [first]})] == [
+            "coreos-ec2:cluster", "Name", "extra"]
+        # What a describe shows, through the patched lookup.
+        [reservation] = client.describe_instances(InstanceIds=[second])["Reservations"]
+        assert reservation["Instances"][0]["Tags"] == [{"Key": "coreos-ec2:cluster", "Value": "b"}]
+
+
 def test_unpatch_fixture_restores_moto() -> None:
     from moto.ec2.models.instances import InstanceBackend  # pylint: disable=import-outside-toplevel
+    from moto.ec2.models.tags import TagBackend  # pylint: disable=import-outside-toplevel
     from moto.ec2.models.vpcs import VPCBackend  # pylint: disable=import-outside-toplevel
 
     # Any test here that patched moto ran with this fixture: moto's own methods are in place.
     assert VPCBackend.create_default_vpc.__module__ == "moto.ec2.models.vpcs"
     assert InstanceBackend.run_instances.__module__ == "moto.ec2.models.instances"
+    assert TagBackend.describe_tags.__module__ == "moto.ec2.models.tags"
 
 
 @pytest.mark.parametrize(("network", "region"), [
