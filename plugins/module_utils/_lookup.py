@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import instance_filters, instance_rows
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._group_rules import group_is_current
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import PENDING_DISCOVERY_TAG_KEY, group_tags
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._placement import (
     LIVE_STATES,
@@ -88,45 +89,6 @@ def similar_types(wanted: str, offered: Iterable[str], limit: int = 5) -> list[s
     if same_family:
         return same_family[:limit]
     return [t for t in offered if t.partition(".")[2] == size][:limit]
-
-
-def _wanted_permissions(rules: Iterable[Mapping[str, Any]], group_id: str) -> set[tuple]:
-    """The ingress permissions the cluster's rules (security_group_rules) ask for, one tuple per port range and
-    source: (protocol, from, to, kind, source, description)."""
-    wanted = set()
-    for rule in rules:
-        for ports in rule.get("ports") or []:
-            low, dummy, high = str(ports).partition("-")
-            if rule.get("cidr_ip"):
-                source = ("cidr", rule["cidr_ip"])
-            elif rule.get("cidr_ipv6"):
-                source = ("cidr6", rule["cidr_ipv6"])
-            else:
-                source = ("group", group_id)
-            wanted.add((rule["proto"], int(low), int(high or low)) + source + (rule.get("rule_desc") or "",))
-    return wanted
-
-
-def _current_permissions(permissions: Iterable[Mapping[str, Any]]) -> set[tuple]:
-    current = set()
-    for perm in permissions:
-        head = (perm.get("IpProtocol"), perm.get("FromPort"), perm.get("ToPort"))
-        current |= {head + ("cidr", r.get("CidrIp"), r.get("Description") or "") for r in perm.get("IpRanges") or []}
-        current |= {head + ("cidr6", r.get("CidrIpv6"), r.get("Description") or "") for r in perm.get("Ipv6Ranges") or []}
-        current |= {head + ("group", r.get("GroupId"), r.get("Description") or "") for r in perm.get("UserIdGroupPairs") or []}
-    return current
-
-
-def group_is_current(group: Mapping[str, Any], rules: Iterable[Mapping[str, Any]], tags: Mapping[str, str]) -> bool:
-    """Whether a security group (DescribeSecurityGroups' shape) already has exactly the cluster's ingress rules,
-    only the all-traffic egress rule, and the cluster's tags: then a re-run need not run ec2_security_group."""
-    if _current_permissions(group.get("IpPermissions") or []) != _wanted_permissions(rules, group.get("GroupId", "")):
-        return False
-    egress = _current_permissions(group.get("IpPermissionsEgress") or [])
-    if {(e[0], e[3], e[4]) for e in egress} != {("-1", "cidr", "0.0.0.0/0")}:
-        return False
-    present = group_tags(group)
-    return all(present.get(k) == str(v) for k, v in tags.items())
 
 
 def _filters(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -69,20 +69,12 @@ sweep_blocked:
   type: str
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cleanup import cleanup_info_argument_spec, run_cleanup_info
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=cleanup_info_argument_spec(), supports_check_mode=True)
-    client = module.client("ec2")
-    try:
-        result, dummy = run_cleanup_info(client, module.params)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg)
-    module.exit_json(**result)
+    run_aws_module(cleanup_info_argument_spec(), run_cleanup_info, passes_check_mode=False)
 
 
 if __name__ == "__main__":

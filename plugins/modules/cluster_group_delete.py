@@ -55,23 +55,12 @@ waited:
   type: float
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cleanup import group_delete_argument_spec, run_group_delete
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=group_delete_argument_spec(), supports_check_mode=True)
-    client = module.client("ec2")
-    try:
-        result, dummy = run_group_delete(client, module.params, check_mode=module.check_mode)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg)
-    diff = result.pop("diff", None)
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_aws_module(group_delete_argument_spec(), run_group_delete)
 
 
 if __name__ == "__main__":

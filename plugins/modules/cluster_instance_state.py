@@ -89,9 +89,7 @@ instances:
       volume_status: attached
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instance_state import (
     INSTANCE_STATE_OPTIONS,
     instance_state_argument_spec,
@@ -100,14 +98,8 @@ from ansible_collections.coreos_ec2.cluster.plugins.module_utils._instance_state
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=instance_state_argument_spec(), supports_check_mode=True,
-                              **INSTANCE_STATE_OPTIONS)
-    client = module.client("ec2")
-    try:
-        result, dummy = run_instance_state(client, module.params, check_mode=module.check_mode)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg, **{k: v for k, v in exc.details.items() if k in ("changed", "changed_ids", "instances")})
-    module.exit_json(**result)
+    run_aws_module(instance_state_argument_spec(), run_instance_state,
+                   failure_details=("changed", "changed_ids", "instances"), **INSTANCE_STATE_OPTIONS)
 
 
 if __name__ == "__main__":

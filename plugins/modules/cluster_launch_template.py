@@ -94,25 +94,12 @@ created:
   type: bool
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._launch_template import run_launch_template, template_argument_spec
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=template_argument_spec(), supports_check_mode=True)
-    client = module.client("ec2")
-    try:
-        result, warnings = run_launch_template(client, module.params, check_mode=module.check_mode)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg)
-    for warning in warnings:
-        module.warn(warning)
-    diff = result.pop("diff", None)
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_aws_module(template_argument_spec(), run_launch_template)
 
 
 if __name__ == "__main__":

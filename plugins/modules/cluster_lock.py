@@ -19,7 +19,7 @@ description:
     is taken over with a warning.
   - With O(state=absent), removes the lock if this run (O(run_id)) holds it or its run is dead, and with O(forget_discovery=true)
     the discovery URL that an interrupted launch recorded on the group (tag C(coreos-ec2-cluster-discovery)).
-  - The group's rules are not set here; M(amazon.aws.ec2_security_group) does that afterwards.
+  - The group's rules are not set here; M(coreos_ec2.cluster.cluster_group_rules) does that afterwards.
   - Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
@@ -133,26 +133,12 @@ waited:
   type: bool
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
 from ansible_collections.coreos_ec2.cluster.plugins.module_utils._lock import lock_argument_spec, run_lock
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=lock_argument_spec(), required_if=[("state", "absent", ["run_id"])],
-                              supports_check_mode=True)
-    client = module.client("ec2")
-    try:
-        result, warnings = run_lock(client, module.params, check_mode=module.check_mode)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg)
-    for warning in warnings:
-        module.warn(warning)
-    diff = result.pop("diff", None)
-    if module._diff and diff is not None:
-        result["diff"] = diff
-    module.exit_json(**result)
+    run_aws_module(lock_argument_spec(), run_lock, required_if=[("state", "absent", ["run_id"])])
 
 
 if __name__ == "__main__":

@@ -48,23 +48,12 @@ instances:
   elements: dict
 """
 
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._errors import ClusterError
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._machine_data import (
-    run_user_data_info,
-    user_data_info_argument_spec,
-)
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._machine_data import run_user_data_info, user_data_info_argument_spec
 
 
 def main() -> None:
-    module = AnsibleAWSModule(argument_spec=user_data_info_argument_spec(), supports_check_mode=True)
-    client = module.client("ec2")
-    try:
-        result, dummy = run_user_data_info(client, module.params)
-    except ClusterError as exc:
-        module.fail_json(msg=exc.msg)
-    module.exit_json(**result)
+    run_aws_module(user_data_info_argument_spec(), run_user_data_info, passes_check_mode=False)
 
 
 if __name__ == "__main__":

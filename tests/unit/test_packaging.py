@@ -180,6 +180,16 @@ def test_pinned_ansible_core_meets_requires_ansible():
     assert SpecifierSet(requires).contains(pins("requirements.txt")["ansible-core"])
 
 
+def test_every_ec2_module_is_in_the_aws_action_group():
+    # module_defaults group/coreos_ec2.cluster.aws is how the roles give every EC2 action its connection.
+    group = {m for m in load("meta/runtime.yml")["action_groups"]["aws"] if isinstance(m, str)}
+    modules = os.path.join(ROOT, "plugins", "modules")
+    ec2 = {name[:-3] for name in os.listdir(modules) if name.endswith(".py")
+           and "amazon.aws.common.modules" in read(os.path.join("plugins", "modules", name))}
+    assert "cluster_group_rules" in ec2
+    assert ec2 <= group, sorted(ec2 - group)
+
+
 def test_build_ignore_keeps_what_users_need():
     ignore = load("galaxy.yml")["build_ignore"]
     for needed in ("plugins", "roles", "playbooks", "meta", "config", "docs", "README.md", "COPYING", "CHANGELOG.rst",

@@ -58,33 +58,6 @@ def test_similar_types():
     assert lu.similar_types("x9.tiny", offered) == []
 
 
-def test_group_is_current_compares_rules_egress_and_tags():
-    from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import security_group_rules
-
-    rules = security_group_rules("coreos-ec2-p-1", ["203.0.113.0/24"])
-
-    def pair(desc):
-        return {"GroupId": "sg-1", "Description": desc}
-
-    group = {
-        "GroupId": "sg-1", "Tags": [{"Key": "coreos-ec2-cluster", "Value": "p-1"}],
-        "IpPermissions": [
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24", "Description": "SSH"}]},
-            {"IpProtocol": "tcp", "FromPort": 2379, "ToPort": 2380, "UserIdGroupPairs": [pair("etcd clients and peers")]},
-            {"IpProtocol": "tcp", "FromPort": 4001, "ToPort": 4001, "UserIdGroupPairs": [pair("etcd legacy ports")]},
-            {"IpProtocol": "tcp", "FromPort": 7001, "ToPort": 7001, "UserIdGroupPairs": [pair("etcd legacy ports")]},
-            {"IpProtocol": "udp", "FromPort": 8285, "ToPort": 8285, "UserIdGroupPairs": [pair("flannel udp backend")]},
-            {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472, "UserIdGroupPairs": [pair("flannel vxlan backend")]},
-        ],
-        "IpPermissionsEgress": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
-    }
-    tags = {"coreos-ec2-cluster": "p-1"}
-    assert lu.group_is_current(group, rules, tags)
-    assert not lu.group_is_current(group, security_group_rules("coreos-ec2-p-1", ["198.51.100.0/24"]), tags)
-    assert not lu.group_is_current(group, rules, {"coreos-ec2-cluster": "p-1", "team": "a"})
-    assert not lu.group_is_current(dict(group, IpPermissionsEgress=[]), rules, tags)
-
-
 def _lookup_params(**kw):
     p = {"cluster_name": "p-1", "size": 3, "key_name": "", "image_id": None, "ami_owner": "075585003325",
          "ami_name_pattern": "Flatcar-stable-*", "architecture": "x86_64", "channel": "stable",
