@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -103,6 +104,24 @@ def test_rerun_changes_nothing_and_reuses_the_token(sandbox, launched):
     after = sorted(m["InstanceId"] for m in cluster_instances(ec2, "it-main"))
     assert after == before
     assert discovery_url_of(user_data(ec2, after[0])) == url_before
+
+
+@pytest.mark.parametrize("inventory", [True, False])
+def test_role_adds_the_machines_to_the_inventory_group_unless_told_not_to(sandbox, launched, inventory):
+    run = run_playbook("../tests/integration/playbooks/launch_inventory.yml",
+                       launch_vars(sandbox, "it-main", launch_inventory=inventory))
+    assert run.rc == 0, run.out[-6000:]
+    [line] = [ln for ln in run.out.splitlines() if "INVENTORY " in ln]
+    # The debug line is `"msg": "INVENTORY {...}"`, the JSON escaped inside a JSON string.
+    seen = json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].split("INVENTORY ", 1)[1])
+    machines = cluster_instances(sandbox.client(), "it-main")
+    if inventory:
+        assert sorted(seen["hosts"]) == sorted(m["InstanceId"] for m in machines)
+        assert seen["users"] == ["core"]
+        # On the sandbox, the private addresses its nodes hold.
+        assert sorted(seen["addresses"]) == sorted(m["PrivateIpAddress"] for m in machines)
+    else:
+        assert seen == {"hosts": None, "users": [], "addresses": []}
 
 
 def test_launched_token_forms_a_real_etcd_cluster(sandbox, launched, tmp_path):
