@@ -29,6 +29,23 @@ def test_the_models_are_parsed_when_the_module_is_imported(ec2_controller):
     assert any(key[0] == "load_service_model" and "ec2" in key[1:] for key in loader._cache)
 
 
+def test_a_client_reads_no_botocore_file_after_the_preload(ec2_controller, monkeypatch):
+    """What the main process parsed is all a worker's client and paginator need: none of them opens a file."""
+
+    class NoFiles:
+        def exists(self, path):
+            raise AssertionError(f"botocore looked for {path}")
+
+        def load_file(self, path):
+            raise AssertionError(f"botocore read {path}")
+
+    monkeypatch.setattr(ec2_controller._LOADER, "file_loader", NoFiles())
+    for region in ("eu-west-1", "us-east-1", "cn-north-1"):
+        client = ec2_controller.ec2_client(_args(region=region))
+        client.get_paginator("describe_instances")
+        assert region in client.meta.endpoint_url
+
+
 @pytest.mark.parametrize("endpoint_url, expected", [
     (None, "https://ec2.eu-west-1.amazonaws.com"),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
