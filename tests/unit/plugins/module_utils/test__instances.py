@@ -50,7 +50,8 @@ def test_batches():
 
 
 def test_poll_delays_double_up_to_the_longest_and_fit_the_timeout():
-    assert list(i.poll_delays(60)) == [2, 4, 8, 15, 15, 15, 1]
+    assert list(i.poll_delays(60)) == [0.5, 1, 2, 4, 8, 15, 15, 14.5]
+    assert list(i.poll_delays(60, first=2)) == [2, 4, 8, 15, 15, 15, 1]
     assert sum(i.poll_delays(600)) == 600
     assert list(i.poll_delays(0)) == []
 
