@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """EC2 reads on the controller, for action plugins that need no module process (a module run costs ~0.6 s).
 
-The connection options are the ones module_defaults group/coreos_ec2.cluster.aws gives every AWS action of the
+The connection options are the ones module_defaults group/coreos_ec2.cluster.ec2 (or aws) gives every AWS action of the
 collection (endpoint_url, access_key, secret_key, session_token, profile, region); throttling and passing network
 errors are retried by botocore's standard retry mode, with backoff.
 """

@@ -180,14 +180,27 @@ def test_pinned_ansible_core_meets_requires_ansible():
     assert SpecifierSet(requires).contains(pins("requirements.txt")["ansible-core"])
 
 
-def test_every_ec2_module_is_in_the_aws_action_group():
-    # module_defaults group/coreos_ec2.cluster.aws is how the roles give every EC2 action its connection.
-    group = {m for m in load("meta/runtime.yml")["action_groups"]["aws"] if isinstance(m, str)}
+def test_every_ec2_module_is_in_both_action_groups():
+    # module_defaults group/coreos_ec2.cluster.ec2 is how the roles give every EC2 action of ours its connection;
+    # group aws, for users, is the same plus amazon.aws's modules.
+    groups = load("meta/runtime.yml")["action_groups"]
+    public = [m for m in groups["aws"] if isinstance(m, str)]
+    assert [m for m in groups["aws"] if not isinstance(m, str)] == [{"metadata": {"extend_group": ["amazon.aws.aws"]}}]
+    assert groups["ec2"] == public
     modules = os.path.join(ROOT, "plugins", "modules")
     ec2 = {name[:-3] for name in os.listdir(modules) if name.endswith(".py")
            and "amazon.aws.common.modules" in read(os.path.join("plugins", "modules", name))}
     assert "cluster_group_rules" in ec2
-    assert ec2 <= group, sorted(ec2 - group)
+    assert ec2 <= set(public), sorted(ec2 - set(public))
+
+
+def test_roles_name_amazon_aws_modules_not_its_group():
+    # Resolving amazon.aws's group (directly or through extend_group) costs every run that reads the block.
+    for dirpath, dummy, files in os.walk(os.path.join(ROOT, "roles")):
+        for name in files:
+            if name.endswith(".yml"):
+                text = read(os.path.relpath(os.path.join(dirpath, name), ROOT))
+                assert "group/coreos_ec2.cluster.aws" not in text and "group/amazon.aws.aws" not in text, name
 
 
 def test_build_ignore_keeps_what_users_need():
