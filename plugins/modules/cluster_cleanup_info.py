@@ -10,7 +10,7 @@ short_description: Read what a cluster's cleanup needs to know, in one run
 version_added: 0.3.0
 description:
   - Reads the cluster's security group (by name and cluster tag) and the machines outside the cluster that still
-    use it (cleanup then keeps the group and names them).
+    use it (cleanup then keeps the group and names them). The ops role's inspect reads the group with it too.
   - With O(sweep=true), also every discovery URL that a machine of another cluster or none (in any state but
     terminated) carries in its user data or that an interrupted launch of another cluster recorded on its security
     group, and whether a launch or scale holds a cluster's lock; the sandbox's cleanup, after removing this

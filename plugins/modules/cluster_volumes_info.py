@@ -12,6 +12,7 @@ description:
   - Returns size, type, state, encryption and attachment of the given EBS volumes with a single C(DescribeVolumes)
     call, for the cluster's inspect and scale operations.
   - Reads only the fields every EC2 endpoint returns.
+  - Runs on the controller as an action plugin (no module process) with the same options.
 author:
   - coreos_ec2.cluster maintainers (@coreos-ec2)
 extends_documentation_fragment: [coreos_ec2.cluster.attributes, coreos_ec2.cluster.attributes.info_module,
@@ -53,31 +54,12 @@ volumes:
       tags: {coreos-ec2-cluster: p-1}
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports a missing botocore
-
-from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
-
-from ansible_collections.coreos_ec2.cluster.plugins.module_utils._cluster import volume_row
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._aws_module import run_aws_module
+from ansible_collections.coreos_ec2.cluster.plugins.module_utils._machine_data import run_volumes_info, volumes_info_argument_spec
 
 
 def main() -> None:
-    module = AnsibleAWSModule(
-        argument_spec=dict(volume_ids=dict(type="list", elements="str", required=True)),
-        supports_check_mode=True,
-    )
-    ids = module.params["volume_ids"]
-    if not ids:
-        module.exit_json(changed=False, volumes=[])
-    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
-    try:
-        pages = client.get_paginator("describe_volumes").paginate(VolumeIds=ids).build_full_result()
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        module.fail_json_aws(e, msg=f"Failed to describe volumes {', '.join(ids)}")
-    module.exit_json(changed=False, volumes=[volume_row(v) for v in pages.get("Volumes", [])])
+    run_aws_module(volumes_info_argument_spec(), run_volumes_info, passes_check_mode=False)
 
 
 if __name__ == "__main__":
