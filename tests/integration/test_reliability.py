@@ -164,6 +164,9 @@ def test_a_failed_launch_deletes_its_self_hosted_token(sandbox):
         proxy.add_fault(Fault("RunInstances", "UnauthorizedOperation", status=403, times=1000))
         run = run_playbook("launch.yml", aws_vars(sandbox, proxy, "no-capacity"), env=AWS_ENV)
     assert run.rc != 0
+    # ec2_instance's own failure is hidden (no_log: its arguments carry the user data); its message is repeated.
+    assert re.search(r"failed at Start the machines: subnet-\w+: Failed to run instances: An error occurred "
+                     r"\(UnauthorizedOperation\) when calling the RunInstances operation", run.out), run.out[-3000:]
     assert "Rolled back: security group sg-" in run.out and "the new discovery token." in run.out, run.out[-3000:]
     assert ".. " not in run.out
     assert tokens(sandbox) == before
