@@ -133,27 +133,19 @@ def rule_text(permission: Permission) -> str:
     return f"{'all' if proto == '-1' else proto}{ports} {where}" + (f" ({description})" if description else "")
 
 
-def _state(group: Mapping[str, Any]) -> dict[str, Any]:
-    if not group:
-        return {}
-    ingress = current_permissions(group.get("IpPermissions") or [])
-    egress = current_permissions(group.get("IpPermissionsEgress") or [])
+def _view(ingress: Iterable[Permission], egress: Iterable[Permission], tags: Mapping[str, Any]) -> dict[str, Any]:
+    """A group as the diff shows it: its rules as text, its tags."""
     return {
         "ingress": [rule_text(p) for p in sorted(ingress, key=_order)],
         "egress": [rule_text(p) for p in sorted(egress, key=_order)],
-        "tags": dict(sorted(group_tags(group).items())),
+        "tags": dict(sorted((str(k), str(v)) for k, v in tags.items())),
     }
 
 
-def _after(group: Mapping[str, Any], plan: Mapping[str, Any], rules: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    wanted = wanted_permissions(rules, group.get("GroupId", ""))
-    egress = current_permissions(group.get("IpPermissionsEgress") or [])
-    egress = {p for p in egress if p not in plan["revoke_egress"]} | set(plan["authorize_egress"])
-    return {
-        "ingress": [rule_text(p) for p in sorted(wanted, key=_order)],
-        "egress": [rule_text(p) for p in sorted(egress, key=_order)],
-        "tags": dict(sorted(dict(group_tags(group), **plan["tags"]).items())),
-    }
+def _state(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A described group (DescribeSecurityGroups' shape) as the diff shows it."""
+    return _view(current_permissions(group.get("IpPermissions") or []),
+                 current_permissions(group.get("IpPermissionsEgress") or []), group_tags(group))
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -180,8 +172,7 @@ def run_group_rules(client: Any, p: Mapping[str, Any], check_mode: bool = False,
         if not check_mode:
             raise ClusterError(f"security group {name} does not exist{' in ' + p['vpc_id'] if p.get('vpc_id') else ''}"
                                f" (cluster_lock creates it)")
-        after = {"ingress": [rule_text(x) for x in sorted(wanted_permissions(p["rules"], ""), key=_order)],
-                 "egress": [rule_text(ALL_EGRESS)], "tags": dict(sorted((str(k), str(v)) for k, v in p["tags"].items()))}
+        after = _view(wanted_permissions(p["rules"], ""), [ALL_EGRESS], p["tags"])
         return dict(changed=True, group_id="", vpc_id=p.get("vpc_id") or "", authorized=after["ingress"], revoked=[],
                     diff={"before": {}, "after": after}), []
     group = groups[0]
@@ -196,38 +187,39 @@ def run_group_rules(client: Any, p: Mapping[str, Any], check_mode: bool = False,
                   authorized=[rule_text(x) for x in plan["authorize"] + plan["authorize_egress"]],
                   revoked=[rule_text(x) for x in plan["revoke"] + plan["revoke_egress"]])
     if changed:
-        result["diff"] = {"before": _state(group), "after": _after(group, plan, p["rules"])}
+        egress = current_permissions(group.get("IpPermissionsEgress") or [])
+        result["diff"] = {
+            "before": _state(group),
+            "after": _view(wanted_permissions(p["rules"], group_id),
+                           {x for x in egress if x not in plan["revoke_egress"]} | set(plan["authorize_egress"]),
+                           dict(group_tags(group), **plan["tags"])),
+        }
     if check_mode or not changed:
         return result, []
 
-    def call(step: str, method: str, permissions: list[Permission], tolerated: str = "") -> None:
-        if not permissions:
-            return
+    def call(step: str, func: Callable[[], Any], tolerated: str = "") -> None:
         try:
-            retry_call(lambda: getattr(client, method)(GroupId=group_id, IpPermissions=[ip_permission(x) for x in permissions]),
-                       is_retryable=_retryable, sleep=sleep)
+            retry_call(func, is_retryable=_retryable, sleep=sleep)
         except Exception as e:  # pylint: disable=broad-exception-caught
             if not is_botocore_error(e):
                 raise
             # Another run of the same cluster did it a moment ago: the group is as wanted.
             if tolerated and aws_error_code(e) == tolerated:
                 return
-            raise ClusterError(f"Failed to {step} on security group {name} ({group_id}): {aws_error_text(e)}"
-                               f"{_PARTIAL}") from None
+            raise ClusterError(f"Failed to {step} {name} ({group_id}): {aws_error_text(e)}{_PARTIAL}") from None
+
+    def rules(step: str, method: str, permissions: list[Permission], tolerated: str = "") -> None:
+        if permissions:
+            call(f"{step} on security group", lambda: getattr(client, method)(
+                GroupId=group_id, IpPermissions=[ip_permission(x) for x in permissions]), tolerated)
 
     # Revoke first: a group never holds more than the old and the new rules' union, and never lets more in than asked.
-    call("revoke ingress rules", "revoke_security_group_ingress", plan["revoke"], "InvalidPermission.NotFound")
-    call("revoke egress rules", "revoke_security_group_egress", plan["revoke_egress"], "InvalidPermission.NotFound")
-    call("authorize ingress rules", "authorize_security_group_ingress", plan["authorize"], "InvalidPermission.Duplicate")
-    call("authorize the egress rule", "authorize_security_group_egress", plan["authorize_egress"], "InvalidPermission.Duplicate")
-    call("update rule descriptions", "update_security_group_rule_descriptions_ingress", plan["describe"])
+    rules("revoke ingress rules", "revoke_security_group_ingress", plan["revoke"], "InvalidPermission.NotFound")
+    rules("revoke egress rules", "revoke_security_group_egress", plan["revoke_egress"], "InvalidPermission.NotFound")
+    rules("authorize ingress rules", "authorize_security_group_ingress", plan["authorize"], "InvalidPermission.Duplicate")
+    rules("authorize the egress rule", "authorize_security_group_egress", plan["authorize_egress"], "InvalidPermission.Duplicate")
+    rules("update rule descriptions", "update_security_group_rule_descriptions_ingress", plan["describe"])
     if plan["tags"]:
-        try:
-            retry_call(lambda: client.create_tags(Resources=[group_id], Tags=[{"Key": k, "Value": v} for k, v in plan["tags"].items()]),
-                       is_retryable=_retryable, sleep=sleep)
-        except Exception as e:  # pylint: disable=broad-exception-caught
-            if not is_botocore_error(e):
-                raise
-            raise ClusterError(f"Failed to tag security group {name} ({group_id}): {aws_error_text(e)}"
-                               f"{_PARTIAL}") from None
+        call("tag security group", lambda: client.create_tags(
+            Resources=[group_id], Tags=[{"Key": k, "Value": v} for k, v in plan["tags"].items()]))
     return result, []

@@ -48,7 +48,7 @@ def _parsed_models():
         return None
     # The parsed models are some hundred thousand objects that live as long as the process. Moved out of the
     # garbage collector's view (gc.freeze, meant for processes that fork without exec), no collection in this
-    # process or in the forked workers walks them again, and the exit of ansible-playbook does not spend 0.2 s
+    # process or in the forked workers walks them again, and the exit of ansible-playbook does not spend 0.3 s
     # collecting them.
     gc.freeze()
     return loader
